@@ -1,0 +1,82 @@
+#pragma once
+// CommerceML 2.03–2.10 and 3.1 catalog reader: import*.xml (classifier + catalog) and
+// offers*/prices*/rests*.xml (ПакетПредложений, ИзмененияПакетаПредложений) as 1C writes them.
+// Pure: reads a file or a buffer, calls the sink, never touches the network or a database.
+//
+// Elements are matched by local name, whatever the namespace (none, urn:1C.ru:commerceml_2,
+// commerceml_210, commerceml_3). UTF-8 with or without BOM and windows-1251 (by the XML
+// declaration) are accepted; text reaches the sink as UTF-8. Anything else fails with a
+// parse_error naming file, line and column.
+//
+// Sink call order: on_document first; then, for each section in document order, the
+// classifier declarations (categories parents-first, attribute defs, price types, warehouses),
+// then products / offers in batches of at most read_options::batch_size.
+// Runs on the calling thread; blocks on file I/O.
+#include <cstddef>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/catalog.hpp"
+
+namespace obmen::commerceml {
+
+enum class document_kind { import, offers, documents, unknown };
+
+struct document_info {
+  std::string file_name;               // as given to the reader (for messages)
+  std::string schema_version;          // КоммерческаяИнформация/@ВерсияСхемы
+  std::string xmlns;                   // root namespace URI, empty when none
+  std::string encoding;                // "utf-8" or "windows-1251"
+  bool bom = false;
+  document_kind kind = document_kind::unknown;  // import: has Классификатор or Каталог; offers: ПакетПредложений / ИзмененияПакетаПредложений
+  // СодержитТолькоИзменения per section (attribute or child element form); nullopt when the
+  // section is absent. A present section without the flag counts as full (false).
+  std::optional<bool> classifier_changes_only;
+  std::optional<bool> catalog_changes_only;
+  std::optional<bool> offers_changes_only;
+  bool has_classifier = false, has_catalog = false, has_offers = false;
+};
+
+class catalog_sink {
+ public:
+  virtual ~catalog_sink() = default;
+  virtual void on_document(const document_info&) {}
+  virtual void on_categories(std::vector<model::category>) {}
+  virtual void on_attribute_defs(std::vector<model::attribute_def>) {}
+  virtual void on_price_types(std::vector<model::price_type>) {}
+  virtual void on_warehouses(std::vector<model::warehouse>) {}
+  virtual void on_products(std::vector<model::product>) {}
+  virtual void on_offers(std::vector<model::offer>) {}
+};
+
+struct read_options {
+  std::size_t batch_size = 1000;
+};
+
+// Thrown for malformed XML, an unsupported encoding, invalid UTF-8, a root that is not
+// КоммерческаяИнформация, or a value that cannot be read (e.g. a price that is not a number).
+class parse_error : public std::runtime_error {
+ public:
+  parse_error(std::string file, int line, int column, std::string message);
+  const std::string& file() const { return file_; }
+  int line() const { return line_; }
+  int column() const { return column_; }
+  const std::string& message() const { return message_; }
+  // what() = "<file>:<line>:<column>: <message>"
+ private:
+  std::string file_;
+  int line_, column_;
+  std::string message_;
+};
+
+// Reads one CommerceML file. Exceptions thrown by the sink propagate unchanged.
+void read_catalog_file(const std::filesystem::path& file, catalog_sink& sink, const read_options& = {});
+// Same for a document already in memory; `file_name` is used in messages.
+void read_catalog_buffer(std::string_view data, std::string_view file_name, catalog_sink& sink,
+                         const read_options& = {});
+
+}  // namespace obmen::commerceml

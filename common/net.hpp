@@ -1,0 +1,14 @@
+#pragma once
+// The one header through which obmen includes Boost.Asio and Beast.
+// Boost 1.74's <boost/asio/awaitable.hpp> fails with GCC 12 unless <utility> comes first,
+// so every file that needs Asio includes this header instead of Asio directly.
+#include <utility>
+
+#include <boost/asio.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace net = boost::asio;

@@ -1,0 +1,112 @@
+#pragma once
+// obmen.yaml: typed configuration with a strict schema (STYLE.md habit 3).
+//
+// Loading never throws for bad input: it returns every problem found, each with file:line:col
+// and the key path, and a config only when there were none. Unknown keys are rejected with a
+// "did you mean" suggestion. Secrets are never values in the YAML: a `secret` names an
+// environment variable and/or a file (systemd LoadCredential= puts files under
+// $CREDENTIALS_DIRECTORY; a relative `file` is resolved against it when that variable is set).
+//
+// Defaults live in one place: the member initialisers below, and docs/configuration.md lists them.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/problem.hpp"
+
+namespace obmen::config {
+
+inline constexpr const char* default_path = "/etc/obmen/obmen.yaml";
+
+// A secret reference: `{ env: NAME }`, `{ file: PATH }` or both (env wins when set and non-empty).
+struct secret {
+  std::string env;
+  std::string file;
+  bool configured() const { return !env.empty() || !file.empty(); }
+  // Resolves the value now. Throws std::runtime_error naming the variable or file when neither
+  // yields a value. Trailing newlines of a file are stripped.
+  std::string resolve() const;
+};
+
+struct database_config {
+  std::string url;                     // libpq URI or key=value string, without a password
+  secret password;                     // optional
+  int pool_size = 4;                   // worker threads, one connection each (1..64)
+  int connect_timeout_seconds = 5;
+};
+
+struct http_config {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 8080;
+  int read_timeout_seconds = 60;       // per read of a header or body piece
+  int write_timeout_seconds = 60;
+  int idle_timeout_seconds = 75;       // keep-alive connection without a request
+  std::uint64_t max_header_bytes = 16 * 1024;
+  std::uint64_t max_body_bytes = 1024 * 1024;  // non-upload requests; uploads use the source's limits
+  int max_connections = 256;
+};
+
+struct spool_config {
+  std::string dir = "/var/lib/obmen/spool";
+  int keep_days = 7;                   // finished exchange sessions' files are removed after this
+};
+
+struct zip_limits {
+  std::uint64_t max_entries = 100000;
+  std::uint64_t max_entry_bytes = 2ull << 30;     // uncompressed, per entry
+  std::uint64_t max_total_bytes = 8ull << 30;     // uncompressed, whole archive
+  std::uint64_t max_ratio = 200;                  // uncompressed / compressed, per entry
+};
+
+// sources.<name> with `type: onec` — one 1C node exchanging over the site-exchange protocol.
+struct onec_config {
+  std::string name;                    // the map key; stored as `source` in portal rows
+  std::string path = "/1c_exchange";   // HTTP path of the exchange endpoint
+  std::string username;
+  secret password;                     // required
+  bool zip = true;                     // answer zip=yes on init
+  std::uint64_t file_limit = 8ull << 20;          // file_limit= on init: max bytes per request body
+  std::uint64_t max_file_bytes = 4ull << 30;      // one spooled file (sum of its chunks)
+  std::uint64_t max_session_bytes = 16ull << 30;  // all files of one exchange session
+  zip_limits zip_limits;
+  std::string mapping;                 // mapping YAML path (relative to the config file); empty = defaults
+  std::string encoding = "utf-8";      // utf-8 | windows-1251, for answers with Cyrillic text / XML
+  int session_ttl_seconds = 24 * 3600; // cookie lifetime
+};
+
+struct config {
+  std::filesystem::path file;          // where it was loaded from
+  database_config database;
+  http_config http;
+  std::string log_level = "info";
+  spool_config spool;
+  int workers = 2;                     // worker pool threads for parsing and database work
+  std::vector<onec_config> onec;       // every sources.* entry of type onec, in file order
+};
+
+struct load_result {
+  std::optional<config> cfg;
+  std::vector<problem> problems;
+  bool ok() const { return cfg.has_value() && problems.empty(); }
+};
+
+// Reads and validates a file; relative paths inside are resolved against its directory.
+load_result load(const std::filesystem::path& file);
+// Validates YAML text; `file_name` is used in problem messages and to resolve relative paths.
+load_result parse(std::string_view yaml, const std::filesystem::path& file_name);
+
+// The database connection string actually used: OBMEN_DATABASE_URL when set, else database.url,
+// with the password from database.password added when configured. Throws when the secret is missing.
+std::string database_url(const config&);
+
+// Human-readable effective configuration, one "key.path = value" line each, secrets shown as
+// "<from env NAME>" / "<from file PATH>" and any password inside a URL replaced by "***".
+std::string describe_masked(const config&);
+
+// Replaces the password in a libpq URI or key=value string by "***".
+std::string mask_url(std::string_view url);
+
+}  // namespace obmen::config

@@ -1,0 +1,77 @@
+#pragma once
+// Mapping rules (YAML, edited by admins, reloaded on SIGHUP): how a source's price types,
+// warehouses and properties become portal price-type codes, warehouse codes and product
+// attribute names, and what happens to anything no rule mentions. Pure: no I/O after loading.
+//
+// File format (docs/mapping.md has the full reference):
+//   price_types:
+//     - match: { id: "bd72d8f9-..." }    # or { name: "Розничная" }; id wins over name
+//       code: retail
+//     - match: { name: "Закупочная" }
+//       ignore: true                     # prices of this type are not imported
+//   warehouses:
+//     - match: { name: "Основной склад" }
+//       code: main
+//     - match: { id: "..." }
+//       ignore: true                     # stock of this warehouse is not imported
+//   properties:
+//     - match: { name: "Цвет" }
+//       attribute: color
+//     - match: { name: "Служебное" }
+//       ignore: true
+//   unmapped:                            # policy per kind: import | ignore | fail (default import)
+//     price_types: import                # import: code = the source's external id
+//     warehouses: import                 # import: code = the source's external id
+//     properties: import                 # import: attribute name = the property's name
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/problem.hpp"
+
+namespace obmen::mapping {
+
+enum class policy { import, ignore, fail };
+
+struct rule {
+  std::string match_id;                // exactly one of match_id / match_name is non-empty
+  std::string match_name;
+  std::string target;                  // code or attribute name; empty when ignore
+  bool ignore = false;
+  int line = 0;                        // where the rule is, for messages
+};
+
+// What to do with one source object.
+struct decision {
+  enum class action { keep, skip, fail } what = action::keep;
+  std::string target;                  // code / attribute name when keep
+  std::string reason;                  // for skip and fail: a sentence naming the object and the rule or policy
+};
+
+class rules {
+ public:
+  rules() = default;                   // no rules, every policy = import
+
+  decision price_type(std::string_view external_id, std::string_view name) const;
+  decision warehouse(std::string_view external_id, std::string_view name) const;
+  decision property(std::string_view external_id, std::string_view name) const;
+
+  std::vector<rule> price_types, warehouses, properties;
+  policy unmapped_price_types = policy::import;
+  policy unmapped_warehouses = policy::import;
+  policy unmapped_properties = policy::import;
+  std::filesystem::path file;          // empty for the defaults
+};
+
+struct load_result {
+  std::optional<rules> value;
+  std::vector<config::problem> problems;
+  bool ok() const { return value.has_value() && problems.empty(); }
+};
+
+load_result load(const std::filesystem::path& file);
+load_result parse(std::string_view yaml, const std::filesystem::path& file_name);
+
+}  // namespace obmen::mapping
