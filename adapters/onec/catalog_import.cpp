@@ -1,0 +1,377 @@
+#include "adapters/onec/catalog_import.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+
+#include "adapters/onec/filename.hpp"
+#include "commerceml/reader.hpp"
+
+namespace obmen::onec {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Files are hashed in pieces: an image may be large and memory stays flat.
+std::string sha256_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + p.string());
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  std::array<char, 64 * 1024> buf{};
+  while (in) {
+    in.read(buf.data(), buf.size());
+    if (in.gcount() > 0) EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(in.gcount()));
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  std::string hex;
+  hex.reserve(len * 2);
+  for (unsigned i = 0; i < len; ++i) {
+    char b[3];
+    std::snprintf(b, sizeof b, "%02x", md[i]);
+    hex += b;
+  }
+  return hex;
+}
+
+std::string mime_of(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::array<unsigned char, 12> h{};
+  in.read(reinterpret_cast<char*>(h.data()), h.size());
+  const auto n = in.gcount();
+  if (n >= 3 && h[0] == 0xFF && h[1] == 0xD8 && h[2] == 0xFF) return "image/jpeg";
+  if (n >= 8 && h[0] == 0x89 && h[1] == 'P' && h[2] == 'N' && h[3] == 'G') return "image/png";
+  if (n >= 6 && h[0] == 'G' && h[1] == 'I' && h[2] == 'F') return "image/gif";
+  if (n >= 12 && h[0] == 'R' && h[1] == 'I' && h[2] == 'F' && h[3] == 'F' && h[8] == 'W' && h[9] == 'E' && h[10] == 'B' && h[11] == 'P')
+    return "image/webp";
+  if (n >= 2 && h[0] == 'B' && h[1] == 'M') return "image/bmp";
+  return "application/octet-stream";
+}
+
+enum class kind_rank { import = 0, offers = 1, prices = 2, rests = 3, other = 4 };
+
+kind_rank rank_of(const std::string& name) {
+  std::string base = fs::path(name).filename().string();
+  std::transform(base.begin(), base.end(), base.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (base.rfind("import", 0) == 0) return kind_rank::import;
+  if (base.rfind("offers", 0) == 0) return kind_rank::offers;
+  if (base.rfind("prices", 0) == 0) return kind_rank::prices;
+  if (base.rfind("rests", 0) == 0) return kind_rank::rests;
+  return kind_rank::other;
+}
+
+// The sink that turns reader output into portal rows: mapping decisions are taken here, once
+// per declaration, and remembered for the values that reference them.
+class import_sink final : public commerceml::catalog_sink {
+ public:
+  import_sink(store::catalog_writer& writer, const import_options& options, const mapping::rules& rules,
+              std::string file_name)
+      : writer_(writer), options_(options), rules_(rules), file_(std::move(file_name)) {
+    known_attributes_ = writer_.known_attributes();
+    for (auto& [id, code] : writer_.known_price_types()) price_types_[id] = code;
+    for (auto& [id, code] : writer_.known_warehouses()) warehouses_[id] = code;
+  }
+
+  const commerceml::document_info& info() const { return info_; }
+  std::size_t categories() const { return categories_; }
+  std::size_t products() const { return products_; }
+  std::size_t offers() const { return offers_; }
+  std::vector<std::string>& warnings() { return warnings_; }
+
+  void on_document(const commerceml::document_info& info) override {
+    info_ = info;
+    if (info.kind == commerceml::document_kind::documents)
+      throw import_error("file '" + file_ + "' holds order documents, not a catalog: 1C sends those with type=sale");
+    if (info.kind == commerceml::document_kind::unknown)
+      throw import_error("file '" + file_ + "' has neither Классификатор, Каталог nor ПакетПредложений: nothing to import");
+  }
+
+  void on_categories(std::vector<model::category> items) override {
+    categories_ += items.size();
+    writer_.put_categories(items);
+    progress("categories", categories_);
+  }
+
+  void on_attribute_defs(std::vector<model::attribute_def> defs) override {
+    std::vector<store::attribute_row> rows;
+    for (auto& d : defs) {
+      const auto dec = rules_.property(d.external_id, d.name);
+      if (!decide(dec)) {
+        skipped_attributes_.insert(d.external_id);
+        continue;
+      }
+      store::attribute_row row{d.external_id, dec.target, d.value_type, d.options, d.active};
+      known_attributes_[d.external_id] = row;
+      rows.push_back(std::move(row));
+    }
+    writer_.put_attributes(rows);
+  }
+
+  void on_price_types(std::vector<model::price_type> types) override {
+    std::vector<store::price_type_row> rows;
+    for (auto& t : types) {
+      const auto dec = rules_.price_type(t.external_id, t.name);
+      if (!decide(dec)) {
+        skipped_price_types_.insert(t.external_id);
+        continue;
+      }
+      price_types_[t.external_id] = dec.target;
+      rows.push_back({t.external_id, dec.target, t.name, t.currency});
+    }
+    writer_.put_price_types(rows);
+  }
+
+  void on_warehouses(std::vector<model::warehouse> items) override {
+    std::vector<store::warehouse_row> rows;
+    for (auto& w : items) {
+      const auto dec = rules_.warehouse(w.external_id, w.name);
+      if (!decide(dec)) {
+        skipped_warehouses_.insert(w.external_id);
+        continue;
+      }
+      warehouses_[w.external_id] = dec.target;
+      rows.push_back({w.external_id, dec.target, w.name, w.active});
+    }
+    writer_.put_warehouses(rows);
+  }
+
+  void on_products(std::vector<model::product> items) override {
+    std::vector<store::product_row> rows;
+    rows.reserve(items.size());
+    for (auto& p : items) rows.push_back(product_row(p));
+    writer_.put_products(rows);
+    products_ += items.size();
+    progress("products", products_);
+  }
+
+  void on_offers(std::vector<model::offer> items) override {
+    std::vector<store::offer_row> rows;
+    rows.reserve(items.size());
+    for (auto& o : items) rows.push_back(offer_row(o));
+    writer_.put_offers(rows);
+    offers_ += items.size();
+    progress("offers", offers_);
+  }
+
+ private:
+  // keep → true; skip → false (the reason is a warning); fail → the import stops.
+  bool decide(const mapping::decision& d) {
+    switch (d.what) {
+      case mapping::decision::action::keep: return true;
+      case mapping::decision::action::skip:
+        if (reported_.insert(d.reason).second) warnings_.push_back(d.reason);
+        return false;
+      case mapping::decision::action::fail: throw import_error("file '" + file_ + "': " + d.reason);
+    }
+    return false;
+  }
+
+  void progress(const char* what, std::size_t n) {
+    if (options_.progress) options_.progress(std::string(what) + ": " + std::to_string(n));
+  }
+
+  nlohmann::json attributes_json(const std::vector<model::attribute_value>& values) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& v : values) {
+      if (skipped_attributes_.count(v.attribute_id)) continue;
+      const store::attribute_row* def = nullptr;
+      if (auto it = known_attributes_.find(v.attribute_id); it != known_attributes_.end()) def = &it->second;
+      std::string name;
+      if (def) {
+        name = def->name;
+      } else {
+        // A value of a property no file declared: the mapping decides by id alone.
+        const auto dec = rules_.property(v.attribute_id, "");
+        if (!decide(dec)) {
+          skipped_attributes_.insert(v.attribute_id);
+          continue;
+        }
+        name = dec.target;
+      }
+      std::vector<std::string> resolved;
+      for (const auto& raw : v.values) {
+        std::string text = raw;
+        if (def)
+          for (const auto& opt : def->options)
+            if (opt.external_id == raw) {
+              text = opt.value;
+              break;
+            }
+        if (!text.empty()) resolved.push_back(std::move(text));
+      }
+      if (resolved.empty()) continue;
+      out[name] = resolved.size() == 1 ? nlohmann::json(resolved.front()) : nlohmann::json(resolved);
+    }
+    return out;
+  }
+
+  store::product_row product_row(const model::product& p) {
+    store::product_row r;
+    r.external_id = p.external_id;
+    r.version = p.version;
+    r.sku = p.sku;
+    r.barcode = p.barcode;
+    r.code = p.code;
+    r.name = p.name;
+    r.full_name = p.full_name;
+    r.description = p.description;
+    r.unit = p.unit;
+    r.unit_code = p.unit_code;
+    r.manufacturer = p.manufacturer;
+    r.active = p.active;
+    for (const auto& t : p.taxes)
+      if (r.vat_rate.empty() || t.name == "НДС") r.vat_rate = t.rate;
+    if (!p.category_ids.empty()) r.category_external_id = p.category_ids.front();
+    r.attributes = attributes_json(p.attributes);
+    for (const auto& q : p.requisites) r.requisites[q.name] = q.value;
+    r.images = images(p);
+    return r;
+  }
+
+  // Картинка paths → content hashes. A missing or unsafe file is a warning, never a failed
+  // import (one bad image must not cost the whole catalog). A product that names images none
+  // of which arrived keeps what it had; a full catalog without Картинка clears the list.
+  std::optional<std::vector<std::string>> images(const model::product& p) {
+    if (p.images.empty()) {
+      if (info_.catalog_changes_only.value_or(false)) return std::nullopt;
+      return std::vector<std::string>{};
+    }
+    std::vector<std::string> hashes;
+    for (const auto& path : p.images) {
+      const auto checked = check_filename(path);
+      if (!checked.ok()) {
+        warn("product '" + p.external_id + "': image skipped: " + checked.error);
+        continue;
+      }
+      const fs::path file = options_.files_root / checked.relative;
+      std::error_code ec;
+      if (options_.files_root.empty() || !fs::is_regular_file(file, ec)) {
+        warn("product '" + p.external_id + "': image '" + path + "' was not uploaded; kept the product's current images");
+        continue;
+      }
+      std::string hash;
+      if (auto it = image_hashes_.find(checked.relative); it != image_hashes_.end()) {
+        hash = it->second;
+      } else {
+        hash = sha256_file(file);
+        writer_.put_image(hash, file, mime_of(file));
+        image_hashes_[checked.relative] = hash;
+      }
+      if (std::find(hashes.begin(), hashes.end(), hash) == hashes.end()) hashes.push_back(hash);
+    }
+    if (hashes.empty()) return std::nullopt;
+    return hashes;
+  }
+
+  store::offer_row offer_row(const model::offer& o) {
+    store::offer_row r;
+    r.external_id = o.external_id;
+    r.product_external_id = o.product_external_id;
+    r.characteristic_id = o.characteristic_id;
+    r.version = o.version;
+    r.name = o.name;
+    r.sku = o.sku;
+    r.barcode = o.barcode;
+    r.active = o.active;
+    r.header_only = o.name.empty();
+    for (const auto& c : o.characteristics) r.characteristics.push_back({{"name", c.name}, {"value", c.value}});
+    if (o.prices) {
+      r.prices.emplace();
+      for (const auto& p : *o.prices) {
+        if (skipped_price_types_.count(p.price_type_id)) continue;
+        if (!price_types_.count(p.price_type_id)) {
+          // Never declared in this package or an earlier one: the mapping decides by id.
+          const auto dec = rules_.price_type(p.price_type_id, "");
+          if (!decide(dec)) {
+            skipped_price_types_.insert(p.price_type_id);
+            continue;
+          }
+        }
+        r.prices->push_back({p.price_type_id, p.value, p.currency, p.unit, p.coefficient});
+      }
+    }
+    if (o.stock) {
+      r.stock.emplace();
+      for (const auto& s : *o.stock) {
+        if (skipped_warehouses_.count(s.warehouse_id)) continue;
+        if (!warehouses_.count(s.warehouse_id)) {
+          const auto dec = rules_.warehouse(s.warehouse_id, "");
+          if (!decide(dec)) {
+            skipped_warehouses_.insert(s.warehouse_id);
+            continue;
+          }
+        }
+        r.stock->push_back({s.warehouse_id, s.quantity});
+      }
+    }
+    r.quantity = o.quantity;
+    return r;
+  }
+
+  void warn(std::string w) {
+    if (warnings_.size() < 1000 && reported_.insert(w).second) warnings_.push_back(std::move(w));
+  }
+
+  store::catalog_writer& writer_;
+  const import_options& options_;
+  const mapping::rules& rules_;
+  std::string file_;
+  commerceml::document_info info_;
+  std::map<std::string, store::attribute_row> known_attributes_;
+  std::map<std::string, std::string> price_types_, warehouses_;
+  std::set<std::string> skipped_attributes_, skipped_price_types_, skipped_warehouses_;
+  std::map<std::string, std::string> image_hashes_;
+  std::set<std::string> reported_;
+  std::vector<std::string> warnings_;
+  std::size_t categories_ = 0, products_ = 0, offers_ = 0;
+};
+
+}  // namespace
+
+store::import_counts import_catalog_file(pqxx::connection& db, const fs::path& file, const import_options& options) {
+  static const mapping::rules defaults;
+  const mapping::rules& rules = options.rules ? *options.rules : defaults;
+  const std::string name = file.filename().string();
+
+  pqxx::work tx(db);
+  // One import per source at a time: two packages of one source must not interleave their
+  // merges (and deadlock); other sources proceed.
+  tx.exec_params("select pg_advisory_xact_lock(hashtext('obmen.import'), hashtext($1))", options.source);
+  store::catalog_writer writer(tx, options.source, options.exchange_session_id);
+  import_sink sink(writer, options, rules, name);
+  commerceml::read_options ropts;
+  ropts.batch_size = options.batch_size;
+  commerceml::read_catalog_file(file, sink, ropts);
+
+  // A full section deactivates what it did not carry — but only when it carried something of
+  // that kind: an offers file's Классификатор (offer properties only) or a classifier-only
+  // import file must not retire the whole catalog.
+  const auto& info = sink.info();
+  writer.finish_categories(info.has_classifier && sink.categories() > 0 && !info.classifier_changes_only.value_or(false));
+  writer.finish_products(info.has_catalog && sink.products() > 0 && !info.catalog_changes_only.value_or(false));
+  writer.finish_offers(info.has_offers && sink.offers() > 0 && !info.offers_changes_only.value_or(false));
+
+  store::import_counts counts = writer.counts();
+  for (auto& w : sink.warnings()) counts.warnings.push_back(std::move(w));
+  if (options.before_commit) options.before_commit(tx, counts);
+  tx.commit();
+  return counts;
+}
+
+std::vector<std::string> order_for_import(std::vector<std::string> names) {
+  std::stable_sort(names.begin(), names.end(), [](const std::string& a, const std::string& b) {
+    return static_cast<int>(rank_of(a)) < static_cast<int>(rank_of(b));
+  });
+  return names;
+}
+
+}  // namespace obmen::onec

@@ -1,0 +1,48 @@
+#pragma once
+// Imports one CommerceML catalog file (import*, offers*, prices*, rests*) into the portal:
+// reader → mapping → portal store, in ONE transaction, so the portal shows either the whole
+// file or nothing of it. The same path serves the 1C exchange endpoint and `obmenctl import`.
+// Blocking: runs on a worker thread with that thread's connection.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "mapping/mapping.hpp"
+#include "store/portal_store.hpp"
+
+namespace obmen::onec {
+
+// A file that cannot be imported as asked: not a catalog file, an unmapped value under the
+// `fail` policy, …  what() is one sentence for 1C's log and the CLI, naming the file.
+class import_error : public std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct import_options {
+  std::string source;                               // portal rows' `source`
+  std::optional<std::int64_t> exchange_session_id;  // for `deactivate`; nullopt from the CLI
+  const mapping::rules* rules = nullptr;            // nullptr = defaults (import everything as-is)
+  std::filesystem::path files_root;                 // where Картинка paths are resolved (the spool dir)
+  std::size_t batch_size = 1000;
+  // Called from the importing thread now and then with a short state ("products: 12000").
+  std::function<void(const std::string&)> progress;
+  // Runs inside the import's transaction just before commit (records the result with the data).
+  std::function<void(pqxx::work&, const store::import_counts&)> before_commit;
+};
+
+// Throws commerceml::parse_error (file:line:col), import_error, or pqxx errors; on any throw
+// the transaction is rolled back and the portal is unchanged.
+store::import_counts import_catalog_file(pqxx::connection& db, const std::filesystem::path& file,
+                                         const import_options& options);
+
+// Orders CommerceML file names the way 1C means them to be applied: import* before offers*
+// before prices* and rests*, others last; stable within a kind.
+std::vector<std::string> order_for_import(std::vector<std::string> names);
+
+}  // namespace obmen::onec

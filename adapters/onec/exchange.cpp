@@ -1,0 +1,680 @@
+#include "adapters/onec/exchange.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+
+#include "adapters/onec/catalog_import.hpp"
+#include "adapters/onec/filename.hpp"
+#include "adapters/onec/unzip.hpp"
+#include "commerceml/encoding.hpp"
+#include "commerceml/reader.hpp"
+#include "store/portal_store.hpp"
+
+namespace obmen::onec {
+
+namespace fs = std::filesystem;
+
+struct exchange::session {
+  std::int64_t id = 0;
+  fs::path dir;
+  std::int64_t bytes_received = 0;
+};
+
+struct exchange::job {
+  std::pair<std::int64_t, std::string> key;
+  std::string what;                    // "import of offers0_1.xml", "unpacking v8_1.zip"
+  std::function<std::string(pqxx::connection&, job&)> work;  // returns the final answer
+  mutable std::mutex mutex;
+  std::string progress;
+  bool done = false;
+  std::string answer;
+
+  void set_progress(std::string p) {
+    std::lock_guard lock(mutex);
+    progress = std::move(p);
+  }
+};
+
+namespace {
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string hex(const unsigned char* p, std::size_t n) {
+  std::string out;
+  out.reserve(n * 2);
+  for (std::size_t i = 0; i < n; ++i) {
+    char b[3];
+    std::snprintf(b, sizeof b, "%02x", p[i]);
+    out += b;
+  }
+  return out;
+}
+
+std::string sha256_hex(std::string_view s) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_Digest(s.data(), s.size(), md, &len, EVP_sha256(), nullptr);
+  return hex(md, len);
+}
+
+std::string random_token() {
+  std::array<unsigned char, 24> b{};
+  if (RAND_bytes(b.data(), static_cast<int>(b.size())) != 1) throw std::runtime_error("RAND_bytes failed");
+  return hex(b.data(), b.size());
+}
+
+// Compares digests, not the strings: equal time whatever the lengths and contents.
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  unsigned char da[EVP_MAX_MD_SIZE], db[EVP_MAX_MD_SIZE];
+  unsigned la = 0, lb = 0;
+  EVP_Digest(a.data(), a.size(), da, &la, EVP_sha256(), nullptr);
+  EVP_Digest(b.data(), b.size(), db, &lb, EVP_sha256(), nullptr);
+  return CRYPTO_memcmp(da, db, la) == 0;
+}
+
+std::string base64_decode(std::string_view in) {
+  std::string out((in.size() / 4 + 1) * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(in.data()),
+                                static_cast<int>(in.size()));
+  if (n < 0) return {};
+  out.resize(static_cast<std::size_t>(n));
+  // EVP_DecodeBlock counts padding as zero bytes.
+  std::size_t pad = 0;
+  while (pad < in.size() && in[in.size() - 1 - pad] == '=') ++pad;
+  out.resize(out.size() - std::min(pad, out.size()));
+  return out;
+}
+
+std::string cookie_value(const std::string& header, const std::string& name) {
+  std::string_view rest = header;
+  while (!rest.empty()) {
+    const auto semi = rest.find(';');
+    std::string_view part = rest.substr(0, semi);
+    rest = semi == std::string_view::npos ? std::string_view{} : rest.substr(semi + 1);
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    const auto eq = part.find('=');
+    if (eq != std::string_view::npos && part.substr(0, eq) == name) return std::string(part.substr(eq + 1));
+  }
+  return {};
+}
+
+void fsync_path(const fs::path& p, bool directory) {
+  const int fd = ::open(p.c_str(), (directory ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot open " + p.string() + " to sync it");
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) throw std::runtime_error("fsync of " + p.string() + " failed");
+}
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+}  // namespace
+
+exchange::exchange(net::io_context& ioc, config::onec_config cfg, std::shared_ptr<const mapping::rules> rules,
+                   fs::path spool_root, worker_pool& db, worker_pool& imports)
+    : ioc_(ioc), spool_root_(std::move(spool_root)), db_(db), imports_(imports) {
+  reconfigure(std::move(cfg), std::move(rules));
+}
+
+void exchange::reconfigure(config::onec_config cfg, std::shared_ptr<const mapping::rules> rules) {
+  std::string password = cfg.password.resolve();
+  cfg_ = std::move(cfg);
+  rules_ = std::move(rules);
+  password_ = std::move(password);
+}
+
+std::size_t exchange::running_jobs() const {
+  std::size_t n = 0;
+  for (const auto& [k, j] : jobs_) {
+    std::lock_guard lock(j->mutex);
+    if (!j->done) ++n;
+  }
+  return n;
+}
+
+http::response exchange::answer(std::string body) const {
+  http::response r;
+  if (cfg_.encoding == "windows-1251") {
+    r.body = commerceml::utf8_to_cp1251(body);
+    r.content_type = "text/plain; charset=windows-1251";
+  } else {
+    r.body = std::move(body);
+    r.content_type = "text/plain; charset=utf-8";
+  }
+  return r;
+}
+
+bool exchange::basic_auth_ok(const http::request& req) const {
+  const std::string auth = req.header("authorization");
+  if (auth.size() < 6 || strncasecmp(auth.c_str(), "Basic ", 6) != 0) return false;
+  std::string_view b64 = std::string_view(auth).substr(6);
+  while (!b64.empty() && b64.front() == ' ') b64.remove_prefix(1);
+  const std::string decoded = base64_decode(b64);
+  const auto colon = decoded.find(':');
+  if (colon == std::string::npos) return false;
+  // Both halves are always compared, so the time does not tell which one was wrong.
+  const bool user_ok = constant_time_equal(decoded.substr(0, colon), cfg_.username);
+  const bool password_ok = constant_time_equal(decoded.substr(colon + 1), password_);
+  return user_ok & password_ok;
+}
+
+net::awaitable<std::optional<exchange::session>> exchange::find_session(const http::request& req, std::string& why) {
+  const std::string cookie = cookie_value(req.header("cookie"), cookie_name);
+  const std::string source = cfg_.name;
+  const fs::path root = spool_root_;
+  if (cookie.empty() && !basic_auth_ok(req)) {
+    why = "no exchange session: send mode=checkauth first (the request has neither the session cookie nor valid credentials)";
+    co_return std::nullopt;
+  }
+  const std::string sessid = req.param("sessid");
+  if (!cookie.empty() && !sessid.empty() && sessid != sha256_hex(cookie).substr(0, 32)) {
+    why = "sessid does not belong to this exchange session";
+    co_return std::nullopt;
+  }
+  struct found {
+    std::optional<session> s;
+    std::string why;
+  };
+  found f = co_await db_.run([cookie, source, root](pqxx::connection& c) {
+    pqxx::work tx(c);
+    pqxx::result r = cookie.empty()
+        ? tx.exec_params("select id, status, expires_at > now(), bytes_received from obmen.exchange_sessions "
+                         "where source = $1 and status = 'open' and type = 'catalog' order by id desc limit 1", source)
+        : tx.exec_params("select id, status, expires_at > now(), bytes_received from obmen.exchange_sessions "
+                         "where cookie_hash = $1 and source = $2", sha256_hex(cookie), source);
+    found out;
+    if (r.empty()) {
+      out.why = cookie.empty() ? "no open exchange session: send mode=checkauth first"
+                               : "unknown exchange session (cookie not recognised): send mode=checkauth again";
+      return out;
+    }
+    const auto id = r[0][0].as<std::int64_t>();
+    const auto status = r[0][1].as<std::string>();
+    if (status != "open" && status != "complete") {
+      out.why = "exchange session " + std::to_string(id) + " is " + status + ": send mode=checkauth again";
+      return out;
+    }
+    if (!r[0][2].as<bool>()) {
+      tx.exec_params("update obmen.exchange_sessions set status = 'expired' where id = $1 and status = 'open'", id);
+      tx.commit();
+      out.why = "exchange session " + std::to_string(id) + " expired: send mode=checkauth again";
+      return out;
+    }
+    tx.exec_params("update obmen.exchange_sessions set last_request_at = now() where id = $1", id);
+    tx.commit();
+    out.s = session{id, root / std::to_string(id), r[0][3].as<std::int64_t>()};
+    return out;
+  });
+  why = std::move(f.why);
+  co_return f.s;
+}
+
+net::awaitable<void> exchange::record(const http::request& req, std::optional<std::int64_t> session_id,
+                                      const http::response& res, std::int64_t started_ms) {
+  const std::string mode = req.param("mode"), filename = req.param("filename"), method = req.method;
+  const std::string line = first_line(res.body).substr(0, 200) +
+                           (res.body.find('\n') != std::string::npos ? "\n" + res.body.substr(res.body.find('\n') + 1, 800) : "");
+  const auto duration = static_cast<int>(now_ms() - started_ms);
+  const auto bytes = static_cast<std::int64_t>(req.body.size());
+  if (!session_id) co_return;
+  try {
+    co_await db_.run([=](pqxx::connection& c) {
+      pqxx::work tx(c);
+      tx.exec_params("insert into obmen.exchange_requests(session_id, method, mode, filename, bytes, answer, duration_ms) "
+                     "values ($1, $2, $3, $4, $5, $6, $7)",
+                     *session_id, method, mode, filename, bytes, line, duration);
+      tx.commit();
+    });
+  } catch (const std::exception& e) {
+    spdlog::warn("1c[{}] session {}: could not record the request: {}", cfg_.name, *session_id, e.what());
+  }
+}
+
+bool exchange::is_upload(const http::request& req) const {
+  return req.method == "POST" && req.param("mode") == "file" && req.param("type") == "catalog";
+}
+
+net::awaitable<http::upload_decision> exchange::prepare_upload(http::request req) {
+  auto self = shared_from_this();
+  http::upload_decision d;
+  std::string why;
+  auto s = co_await find_session(req, why);
+  if (!s) {
+    d.answer = answer("failure\n" + why);
+    co_return d;
+  }
+  const auto checked = check_filename(req.param("filename"));
+  if (!checked.ok()) {
+    spdlog::warn("1c[{}] session {}: upload refused: {}", cfg_.name, s->id, checked.error);
+    d.answer = answer("failure\n" + checked.error);
+    co_await record(req, s->id, d.answer, now_ms());
+    co_return d;
+  }
+  const auto key = std::make_pair(s->id, checked.relative);
+  if (uploads_in_flight_.count(key)) {
+    d.answer = answer("failure\nanother upload of '" + checked.relative + "' is in progress in this session");
+    co_return d;
+  }
+  const std::int64_t sid = s->id;
+  const std::string rel = checked.relative;
+  // The acknowledged length of the file: a chunk is appended after it. A file whose import
+  // finished (or failed) is being sent anew: it starts from zero.
+  const auto acked = co_await db_.run([sid, rel](pqxx::connection& c) -> std::int64_t {
+    pqxx::read_transaction tx(c);
+    auto r = tx.exec_params("select bytes, status from obmen.exchange_files where session_id = $1 and filename = $2", sid, rel);
+    if (r.empty()) return 0;
+    const auto status = r[0][1].as<std::string>();
+    return status == "uploading" ? r[0][0].as<std::int64_t>() : 0;
+  });
+  const std::uint64_t offset = static_cast<std::uint64_t>(acked);
+  const std::uint64_t file_left = cfg_.max_file_bytes > offset ? cfg_.max_file_bytes - offset : 0;
+  const std::uint64_t session_used = static_cast<std::uint64_t>(s->bytes_received);
+  const std::uint64_t session_left = cfg_.max_session_bytes > session_used ? cfg_.max_session_bytes - session_used : 0;
+  std::uint64_t limit = cfg_.file_limit;
+  std::string too_large = "request body larger than file_limit=" + std::to_string(cfg_.file_limit) +
+                          " bytes: split the file into chunks of at most file_limit";
+  if (file_left < limit) {
+    limit = file_left;
+    too_large = "file '" + rel + "' would exceed max_file_size=" + std::to_string(cfg_.max_file_bytes) + " bytes";
+  }
+  if (session_left < limit) {
+    limit = session_left;
+    too_large = "exchange session would exceed max_session_size=" + std::to_string(cfg_.max_session_bytes) + " bytes";
+  }
+  const std::string length = req.header("content-length");
+  if (!length.empty()) {
+    std::uint64_t n = 0;
+    try {
+      n = std::stoull(length);
+    } catch (...) {
+      n = UINT64_MAX;
+    }
+    if (n > limit) {
+      spdlog::warn("1c[{}] session {}: upload of '{}' refused: {}", cfg_.name, sid, rel, too_large);
+      d.answer = answer("failure\n" + too_large);
+      co_await record(req, sid, d.answer, now_ms());
+      co_return d;
+    }
+  }
+  http::upload_target t;
+  t.file = s->dir / rel;
+  t.offset = offset;
+  t.limit = limit;
+  t.too_large_answer = too_large;
+  std::error_code ec;
+  fs::create_directories(t.file.parent_path(), ec);
+  if (ec) {
+    d.answer = answer("failure\ncannot create the spool folder for '" + rel + "': " + ec.message());
+    co_return d;
+  }
+  uploads_in_flight_.insert(key);
+  t.release = [self, key] { self->uploads_in_flight_.erase(key); };
+  d.target = std::move(t);
+  co_return d;
+}
+
+net::awaitable<http::response> exchange::finish_upload(http::request req, http::upload_target target, std::string error,
+                                                       std::uint64_t bytes) {
+  auto self = shared_from_this();
+  const auto started = now_ms();
+  std::string why;
+  auto s = co_await find_session(req, why);
+  const std::string rel = check_filename(req.param("filename")).relative;
+  if (!s) co_return answer("failure\n" + why);
+  if (!error.empty()) {
+    spdlog::warn("1c[{}] session {}: upload of '{}' failed: {}", cfg_.name, s->id, rel, error);
+    auto res = answer("failure\n" + error);
+    co_await record(req, s->id, res, started);
+    co_return res;
+  }
+  const std::int64_t sid = s->id;
+  const fs::path file = target.file, dir = s->dir;
+  const auto n = static_cast<std::int64_t>(bytes);
+  http::response res;
+  try {
+    co_await db_.run([=](pqxx::connection& c) {
+      // Durable before acknowledged: the data, then every folder entry up to the session dir.
+      fsync_path(file, false);
+      for (fs::path p = file.parent_path(); ; p = p.parent_path()) {
+        fsync_path(p, true);
+        if (p == dir || p == p.parent_path()) break;
+      }
+      pqxx::work tx(c);
+      tx.exec_params(
+          "insert into obmen.exchange_files(session_id, filename, bytes, chunks, status) values ($1, $2, $3, 1, 'uploading') "
+          "on conflict (session_id, filename) do update set "
+          "  bytes = case when obmen.exchange_files.status = 'uploading' then obmen.exchange_files.bytes + excluded.bytes else excluded.bytes end, "
+          "  chunks = case when obmen.exchange_files.status = 'uploading' then obmen.exchange_files.chunks + 1 else 1 end, "
+          "  status = 'uploading', counts = null, error = null, progress = null, import_started_at = null, import_finished_at = null",
+          sid, rel, n);
+      tx.exec_params("update obmen.exchange_sessions set bytes_received = bytes_received + $2, last_request_at = now() where id = $1",
+                     sid, n);
+      tx.commit();
+    });
+    spdlog::info("1c[{}] session {}: received {} bytes of '{}'", cfg_.name, sid, bytes, rel);
+    res = answer("success\n");
+  } catch (const std::exception& e) {
+    spdlog::error("1c[{}] session {}: could not store '{}': {}", cfg_.name, sid, rel, e.what());
+    std::error_code ec;
+    fs::resize_file(file, target.offset, ec);
+    res = answer("failure\ncould not store the chunk of '" + rel + "': " + e.what());
+  }
+  co_await record(req, sid, res, started);
+  co_return res;
+}
+
+net::awaitable<http::response> exchange::handle(http::request req) {
+  auto self = shared_from_this();
+  const auto started = now_ms();
+  const std::string type = req.param("type"), mode = req.param("mode");
+  if (type != "catalog") {
+    if (type == "sale")
+      co_return answer("failure\ntype=sale (orders) is not enabled on this endpoint yet");
+    co_return answer("failure\nUnknown command type.");
+  }
+  if (mode == "checkauth") co_return co_await checkauth(req);
+  static const std::set<std::string> modes = {"init", "file", "import", "deactivate", "complete"};
+  if (!modes.count(mode)) co_return answer("failure\nUnknown mode '" + mode + "' for type=catalog");
+  std::string why;
+  auto s = co_await find_session(req, why);
+  if (!s) {
+    spdlog::warn("1c[{}] {} mode={} refused: {}", cfg_.name, req.remote, mode, why);
+    co_return answer("failure\n" + why);
+  }
+  http::response res;
+  try {
+    if (mode == "init") res = co_await init(*s);
+    else if (mode == "file") res = answer("failure\nmode=file needs a POST request with the file's bytes as its body");
+    else if (mode == "import") res = co_await import(*s, req.param("filename"));
+    else if (mode == "deactivate") res = co_await deactivate(*s);
+    else res = co_await complete(*s);
+  } catch (const std::exception& e) {
+    spdlog::error("1c[{}] session {}: mode={} failed: {}", cfg_.name, s->id, mode, e.what());
+    res = answer(std::string("failure\n") + e.what());
+  }
+  co_await record(req, s->id, res, started);
+  co_return res;
+}
+
+net::awaitable<http::response> exchange::checkauth(const http::request& req) {
+  if (!basic_auth_ok(req)) {
+    spdlog::warn("1c[{}] {}: checkauth refused: wrong user name or password", cfg_.name, req.remote);
+    co_return answer("failure\nwrong user name or password");
+  }
+  const std::string cookie = random_token();
+  const std::string source = cfg_.name, remote = req.remote;
+  const int ttl = cfg_.session_ttl_seconds;
+  const auto id = co_await db_.run([=](pqxx::connection& c) {
+    pqxx::work tx(c);
+    auto r = tx.exec_params(
+        "insert into obmen.exchange_sessions(source, type, cookie_hash, remote_addr, last_request_at, expires_at) "
+        "values ($1, 'catalog', $2, $3, now(), now() + make_interval(secs => $4)) returning id",
+        source, sha256_hex(cookie), remote, ttl);
+    tx.commit();
+    return r[0][0].as<std::int64_t>();
+  });
+  spdlog::info("1c[{}] session {}: checkauth from {}", cfg_.name, id, remote);
+  auto res = answer("success\n" + std::string(cookie_name) + "\n" + cookie + "\nsessid=" + sha256_hex(cookie).substr(0, 32) +
+                    "\ntimestamp=" + std::to_string(std::time(nullptr)) + "\n");
+  res.headers.emplace_back("Set-Cookie", std::string(cookie_name) + "=" + cookie + "; Path=/; HttpOnly");
+  co_await record(req, id, res, now_ms());
+  co_return res;
+}
+
+net::awaitable<http::response> exchange::init(const session& s) {
+  const std::int64_t sid = s.id;
+  const fs::path dir = s.dir;
+  // A fresh start: leftovers of an aborted attempt in this session would be appended to.
+  co_await db_.run([sid, dir](pqxx::connection& c) {
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    pqxx::work tx(c);
+    tx.exec_params("delete from obmen.exchange_files where session_id = $1", sid);
+    tx.exec_params("update obmen.exchange_sessions set spool_dir = $2 where id = $1", sid, dir.string());
+    tx.commit();
+  });
+  co_return answer(std::string("zip=") + (cfg_.zip ? "yes" : "no") + "\nfile_limit=" + std::to_string(cfg_.file_limit) + "\n");
+}
+
+void exchange::start_job(std::shared_ptr<job> j) {
+  jobs_[j->key] = j;
+  auto self = shared_from_this();
+  net::co_spawn(
+      ioc_,
+      [self, j]() -> net::awaitable<void> {
+        std::string result;
+        try {
+          result = co_await self->imports_.run([j](pqxx::connection& c) { return j->work(c, *j); });
+        } catch (const std::exception& e) {
+          result = std::string("failure\n") + e.what();
+        }
+        std::lock_guard lock(j->mutex);
+        j->answer = std::move(result);
+        j->done = true;
+      },
+      [](std::exception_ptr e) {
+        if (e) spdlog::critical("1c: import job ended with an unexpected error");
+      });
+}
+
+net::awaitable<http::response> exchange::import(const session& s, const std::string& filename) {
+  auto self = shared_from_this();
+  const auto checked = check_filename(filename);
+  if (!checked.ok()) co_return answer("failure\n" + checked.error);
+  const std::string rel = checked.relative;
+  const std::int64_t sid = s.id;
+
+  // A job of this session still running or just finished: report it.
+  auto report = [&](const std::pair<std::int64_t, std::string>& key, bool& finished_ok) -> std::optional<http::response> {
+    finished_ok = false;
+    auto it = jobs_.find(key);
+    if (it == jobs_.end()) return std::nullopt;
+    auto j = it->second;
+    std::lock_guard lock(j->mutex);
+    if (!j->done)
+      return answer("progress\n" + j->what + (j->progress.empty() ? std::string(": started") : ": " + j->progress));
+    std::string a = j->answer;
+    jobs_.erase(it);
+    if (a.rfind("success", 0) == 0 && key.second == "*unzip*") {
+      finished_ok = true;
+      return std::nullopt;
+    }
+    return answer(a);
+  };
+  bool unzip_ok = false;
+  if (auto r = report({sid, "*unzip*"}, unzip_ok)) co_return *r;
+  bool dummy = false;
+  if (auto r = report({sid, rel}, dummy)) co_return *r;
+
+  struct file_state {
+    std::string status, progress, error;
+    std::vector<std::string> zips;
+  };
+  const fs::path dir = s.dir;
+  const file_state st = co_await db_.run([sid, rel, dir](pqxx::connection& c) {
+    pqxx::read_transaction tx(c);
+    file_state out;
+    auto r = tx.exec_params("select status, coalesce(progress, ''), coalesce(error, '') from obmen.exchange_files "
+                            "where session_id = $1 and filename = $2", sid, rel);
+    if (!r.empty()) {
+      out.status = r[0][0].as<std::string>();
+      out.progress = r[0][1].as<std::string>();
+      out.error = r[0][2].as<std::string>();
+    }
+    for (const auto& row : tx.exec_params("select filename from obmen.exchange_files where session_id = $1 and status = 'uploading' "
+                                          "order by id", sid)) {
+      const auto name = row[0].as<std::string>();
+      if (looks_like_zip(dir / name)) out.zips.push_back(name);
+    }
+    return out;
+  });
+
+  if (!st.zips.empty()) {
+    auto j = std::make_shared<job>();
+    j->key = {sid, "*unzip*"};
+    j->what = "unpacking " + st.zips.front() + (st.zips.size() > 1 ? " and " + std::to_string(st.zips.size() - 1) + " more" : "");
+    const auto limits = cfg_.zip_limits;
+    const auto zips = st.zips;
+    const std::string source = cfg_.name;
+    j->work = [sid, dir, zips, limits, source](pqxx::connection& c, job& self_job) -> std::string {
+      std::size_t total = 0;
+      for (const auto& zip : zips) {
+        try {
+          auto result = unzip_archive(dir / zip, dir, limits, [&](const std::string& name, std::size_t i, std::size_t n) {
+            self_job.set_progress(std::to_string(i + 1) + " of " + std::to_string(n) + " (" + name + ")");
+          });
+          pqxx::work tx(c);
+          for (const auto& f : result.files) {
+            std::error_code ec;
+            const auto size = fs::file_size(dir / f, ec);
+            tx.exec_params("insert into obmen.exchange_files(session_id, filename, bytes, chunks, status) values ($1, $2, $3, 0, 'uploading') "
+                           "on conflict (session_id, filename) do update set bytes = excluded.bytes, status = 'uploading', "
+                           "counts = null, error = null, progress = null",
+                           sid, f, static_cast<std::int64_t>(ec ? 0 : size));
+          }
+          tx.exec_params("update obmen.exchange_files set status = 'imported', import_finished_at = now(), progress = $3 "
+                         "where session_id = $1 and filename = $2",
+                         sid, zip, "unpacked " + std::to_string(result.files.size()) + " files");
+          tx.commit();
+          total += result.files.size();
+          spdlog::info("1c[{}] session {}: unpacked {} files from '{}'", source, sid, result.files.size(), zip);
+        } catch (const std::exception& e) {
+          spdlog::warn("1c[{}] session {}: '{}' rejected: {}", source, sid, zip, e.what());
+          pqxx::work tx(c);
+          tx.exec_params("update obmen.exchange_files set status = 'failed', error = $3 where session_id = $1 and filename = $2",
+                         sid, zip, std::string(e.what()));
+          tx.commit();
+          return std::string("failure\n") + e.what();
+        }
+      }
+      return "success\nunpacked " + std::to_string(total) + " files";
+    };
+    start_job(j);
+    co_return answer("progress\n" + j->what);
+  }
+
+  if (st.status == "imported") co_return answer("success\n" + st.progress);
+  std::error_code ec;
+  if (st.status.empty() || !fs::is_regular_file(dir / rel, ec))
+    co_return answer("failure\nfile '" + rel + "' was not uploaded in this exchange session (send it with mode=file first)");
+
+  auto j = std::make_shared<job>();
+  j->key = {sid, rel};
+  j->what = "import of " + rel;
+  const std::string source = cfg_.name;
+  auto rules = rules_;
+  j->work = [sid, dir, rel, source, rules](pqxx::connection& c, job& self_job) -> std::string {
+    {
+      pqxx::work tx(c);
+      tx.exec_params("update obmen.exchange_files set status = 'importing', import_started_at = now(), error = null "
+                     "where session_id = $1 and filename = $2", sid, rel);
+      tx.commit();
+    }
+    import_options o;
+    o.source = source;
+    o.exchange_session_id = sid;
+    o.rules = rules.get();
+    o.files_root = dir;
+    o.progress = [&self_job](const std::string& p) { self_job.set_progress(p); };
+    std::string summary;
+    o.before_commit = [&](pqxx::work& tx, const store::import_counts& counts) {
+      summary = counts.summary();
+      const std::string json = counts.to_json().dump();
+      tx.exec_params("update obmen.exchange_files set status = 'imported', import_finished_at = now(), counts = $3::jsonb, "
+                     "progress = $4 where session_id = $1 and filename = $2", sid, rel, json, summary);
+      tx.exec_params("update obmen.exchange_sessions set counts = counts || jsonb_build_object($2::text, $3::jsonb) where id = $1",
+                     sid, rel, json);
+    };
+    std::string failure;
+    try {
+      const auto counts = import_catalog_file(c, dir / rel, o);
+      spdlog::info("1c[{}] session {}: imported '{}': {}", source, sid, rel, summary);
+      for (const auto& w : counts.warnings) spdlog::warn("1c[{}] session {}: '{}': {}", source, sid, rel, w);
+      std::string text = "success\n" + summary;
+      for (std::size_t i = 0; i < counts.warnings.size() && i < 5; ++i) text += "\n" + counts.warnings[i];
+      return text;
+    } catch (const commerceml::parse_error& e) {
+      failure = e.what();
+    } catch (const std::exception& e) {
+      failure = "import of '" + rel + "' failed: " + e.what();
+    }
+    spdlog::error("1c[{}] session {}: {}", source, sid, failure);
+    try {
+      pqxx::work tx(c);
+      tx.exec_params("update obmen.exchange_files set status = 'failed', import_finished_at = now(), error = $3 "
+                     "where session_id = $1 and filename = $2", sid, rel, failure);
+      tx.commit();
+    } catch (const std::exception& e) {
+      spdlog::error("1c[{}] session {}: could not record the failure: {}", source, sid, e.what());
+    }
+    return "failure\n" + failure;
+  };
+  start_job(j);
+  co_return answer("progress\n" + j->what + ": started");
+}
+
+net::awaitable<http::response> exchange::deactivate(const session& s) {
+  const std::int64_t sid = s.id;
+  const std::string source = cfg_.name;
+  const std::string summary = co_await imports_.run([sid, source](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_params("select pg_advisory_xact_lock(hashtext('obmen.import'), hashtext($1))", source);
+    const auto counts = store::deactivate_unseen(tx, source, sid);
+    tx.exec_params("update obmen.exchange_sessions set counts = counts || jsonb_build_object('deactivate', $2::jsonb) where id = $1",
+                   sid, counts.to_json().dump());
+    tx.commit();
+    return counts.summary();
+  });
+  spdlog::info("1c[{}] session {}: deactivate: {}", source, sid, summary);
+  co_return answer("success\n" + summary);
+}
+
+net::awaitable<http::response> exchange::complete(const session& s) {
+  const std::int64_t sid = s.id;
+  co_await db_.run([sid](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_params("update obmen.exchange_sessions set status = 'complete', finished_at = now() where id = $1", sid);
+    tx.commit();
+  });
+  spdlog::info("1c[{}] session {}: complete", cfg_.name, sid);
+  co_return answer("success\n");
+}
+
+net::awaitable<void> exchange::clean_spool(int keep_days) {
+  const std::string source = cfg_.name;
+  const fs::path root = spool_root_;
+  const auto removed = co_await db_.run([source, root, keep_days](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_params("update obmen.exchange_sessions set status = 'expired', finished_at = now() "
+                   "where source = $1 and status = 'open' and expires_at < now()", source);
+    auto r = tx.exec_params("select id from obmen.exchange_sessions where source = $1 and spool_removed_at is null "
+                            "and status <> 'open' and coalesce(finished_at, last_request_at, started_at) < now() - make_interval(days => $2)",
+                            source, keep_days);
+    std::size_t n = 0;
+    for (const auto& row : r) {
+      const auto id = row[0].as<std::int64_t>();
+      std::error_code ec;
+      fs::remove_all(root / std::to_string(id), ec);
+      if (ec) continue;
+      tx.exec_params("update obmen.exchange_sessions set spool_removed_at = now() where id = $1", id);
+      ++n;
+    }
+    tx.commit();
+    return n;
+  });
+  if (removed > 0) spdlog::info("1c[{}] removed the spool folders of {} old exchange sessions", source, removed);
+}
+
+}  // namespace obmen::onec

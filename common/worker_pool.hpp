@@ -1,0 +1,66 @@
+#pragma once
+// A pool of worker threads for blocking work: libpq calls and big-file parsing never run on
+// the io_context (STYLE.md habit 8). Each thread owns one PostgreSQL connection, opened on
+// first use and reopened after it breaks.
+//
+// From a coroutine on the io_context:
+//   auto n = co_await pool.run([](pqxx::connection& c) { pqxx::work tx{c}; …; return 42; });
+// The callable runs on a pool thread; its result (or exception) comes back to the awaiting
+// coroutine, which resumes on its own executor.
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <type_traits>
+
+#include <pqxx/pqxx>
+
+#include "common/net.hpp"
+
+namespace obmen {
+
+class worker_pool {
+ public:
+  worker_pool(std::size_t threads, std::string database_url);
+  ~worker_pool();
+  worker_pool(const worker_pool&) = delete;
+  worker_pool& operator=(const worker_pool&) = delete;
+
+  // Runs f(connection) on a pool thread.
+  template <typename F>
+  auto run(F f) -> net::awaitable<std::invoke_result_t<F, pqxx::connection&>> {
+    using result = std::invoke_result_t<F, pqxx::connection&>;
+    co_return co_await net::co_spawn(
+        pool_.get_executor(),
+        [this, f = std::move(f)]() mutable -> net::awaitable<result> {
+          if constexpr (std::is_void_v<result>) {
+            f(connection());
+            co_return;
+          } else {
+            co_return f(connection());
+          }
+        },
+        net::use_awaitable);
+  }
+
+  // Changes the database for connections opened from now on (SIGHUP reload); open
+  // connections are replaced before their next use.
+  void set_database_url(std::string url);
+
+  // Waits for queued work to finish, then joins the threads. Idempotent.
+  void join();
+
+  net::thread_pool::executor_type executor() { return pool_.get_executor(); }
+
+ private:
+  pqxx::connection& connection();
+
+  net::thread_pool pool_;
+  std::mutex url_mutex_;
+  std::string url_;
+  std::atomic<unsigned> url_generation_{0};
+};
+
+}  // namespace obmen
