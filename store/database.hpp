@@ -31,7 +31,9 @@ struct migrate_report {
 };
 
 // Applies the missing migrations, each in its own transaction, under an advisory lock so two
-// concurrent `obmenctl migrate` runs do not collide. Re-running is a no-op.
+// concurrent `obmenctl migrate` runs do not collide. Re-running is a no-op. Throws
+// schema_mismatch when the database is newer than this binary. No transaction may be open on
+// the connection.
 migrate_report migrate(pqxx::connection&);
 
 class schema_mismatch : public std::runtime_error {
@@ -39,7 +41,8 @@ class schema_mismatch : public std::runtime_error {
 };
 
 // Throws schema_mismatch when the database is older than this binary ("database schema is at
-// version 0, obmen needs 1: run `obmenctl migrate`") or newer ("… upgrade obmen").
+// version 0, obmen needs 1: run 'obmenctl migrate'") or newer ("database schema is at version 3,
+// newer than this obmen (1): upgrade obmen"). obmend calls it at start-up.
 void require_current_schema(pqxx::connection&);
 
 }  // namespace obmen::store
