@@ -71,7 +71,7 @@ struct onec_config {
   std::uint64_t file_limit = 8ull << 20;          // file_limit= on init: max bytes per request body
   std::uint64_t max_file_bytes = 4ull << 30;      // one spooled file (sum of its chunks)
   std::uint64_t max_session_bytes = 16ull << 30;  // all files of one exchange session
-  zip_limits zip_limits;
+  config::zip_limits zip_limits;       // qualified: an unqualified type name equal to the member name is ill-formed
   std::string mapping;                 // mapping YAML path (relative to the config file); empty = defaults
   std::string encoding = "utf-8";      // utf-8 | windows-1251, for answers with Cyrillic text / XML
   int session_ttl_seconds = 24 * 3600; // cookie lifetime
