@@ -60,6 +60,7 @@ class Answer:
     http_status: int
     headers: dict             # lower-cased names → value (last wins); Set-Cookie kept as a list
     raw: bytes
+    sent: int = 0             # request body bytes
 
     @property
     def text(self) -> str:
@@ -260,7 +261,7 @@ class OneCClient:
                 hdrs.setdefault(k, []).append(v)
             else:
                 hdrs[k] = v
-        answer = Answer(step, method, target, status, hdrs, data)
+        answer = Answer(step, method, target, status, hdrs, data, len(body) if body is not None else 0)
         self.answers.append(answer)
         if self.on_answer:
             self.on_answer(answer)
