@@ -12,12 +12,15 @@ that file does not carry (stored with product_id NULL and product_external_id ke
 from __future__ import annotations
 
 import decimal
+import io
 import os
 import re
+import subprocess
+import sys
 import unittest
 import uuid
 import zipfile
-import io
+from pathlib import Path
 
 import cml
 from harness import Harness
@@ -198,6 +201,23 @@ class FullExchange(ExchangeTestCase):
         r = self.exchange(d, sample_files())
         self.assertTrue(r.zip_name, r.transcript())
         self.assertEqual(dump_catalog(self.h), before)
+
+    def test_onec_exchange_script(self):
+        """scripts/onec-exchange, used by the README demo: exit 0 on success, 1 on failure."""
+        d = self.h.start_daemon(self.h.config(zip=True, file_limit="4KiB"))
+        script = str(Path(__file__).resolve().parents[2] / "scripts" / "onec-exchange")
+        argv = [sys.executable, script, "--url", d.url(), "--user", Harness.USER,
+                "--password-env", "OBMEN_ONEC_PASSWORD", "--zip",
+                str(cml.sample(IMPORT)), str(cml.sample(OFFERS))]
+        r = subprocess.run(argv, env=self.h.env(), capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr + d.log_excerpt(6000))
+        self.assertRegex(r.stdout, r"(?m)^file +POST .*filename=v8_[0-9A-F]{4}_1\.zip")
+        self.assertRegex(r.stdout, r"(?m)^import +GET .*filename=offers0_1\.xml")
+        self.assert_portal_matches(self.h, self.catalog, self.offers)
+        env = dict(self.h.env(), OBMEN_ONEC_PASSWORD="wrong")
+        r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("failure", r.stdout)
 
     def test_full_package_without_a_product_deactivates_it(self):
         d = self.h.start_daemon(self.h.config(zip=False))
