@@ -169,6 +169,7 @@ class NotifySocket:
         self.cond = threading.Condition()
         self.process_exited = False
         self._closing = False
+        self._flushed = b""
         self._thread = threading.Thread(target=self._read, name="notify-reader", daemon=True)
         self._thread.start()
 
@@ -181,8 +182,26 @@ class NotifySocket:
             with self.cond:
                 if self._closing:
                     break
+                if data.startswith(b"X_HARNESS_FLUSH="):
+                    self._flushed = data
+                    self.cond.notify_all()
+                    continue
                 self.messages.append(Notification(data.decode("utf-8", errors="replace"), len(self.messages)))
                 self.cond.notify_all()
+
+    def flush(self, timeout: float = EVENT_TIMEOUT) -> None:
+        """Returns once every datagram sent before this call has been read: a marker datagram of
+        our own is queued behind them (a unix datagram socket keeps order) and waited for."""
+        token = f"X_HARNESS_FLUSH={time.monotonic_ns()}".encode()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(token, self.path)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self._flushed != token:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("notify socket reader is stuck")
+                self.cond.wait(left)
 
     def mark_exited(self) -> None:
         with self.cond:
@@ -249,6 +268,7 @@ class Daemon:
 
     def _wait_exit(self) -> None:
         self.proc.wait()
+        self.notify.flush()      # whatever it sent before exiting is in messages now
         self.notify.mark_exited()
 
     # -- events
@@ -314,10 +334,13 @@ class Daemon:
         return reloading, ready
 
     def wait_exit(self, timeout: float = EXIT_TIMEOUT) -> int:
+        """Exit code; afterwards notify.messages holds every datagram the process sent."""
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise DaemonError(f"obmend did not exit within {timeout:.0f}s\n{self.log_excerpt()}") from None
+        self._waiter.join(EVENT_TIMEOUT)
+        return code
 
     def terminate(self, timeout: float = EXIT_TIMEOUT) -> tuple[Notification | None, int]:
         """SIGTERM; returns (STOPPING datagram or None, exit code)."""
