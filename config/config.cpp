@@ -220,8 +220,9 @@ void read_sources(reader_context& ctx, const ys::map_reader& root, std::vector<o
   std::vector<used_path> paths;
   std::vector<std::pair<std::string, int>> names;  // name, 1-based line
   for (auto it = sources.begin(); it != sources.end(); ++it) {
-    const YAML::Node& key = it->first;
-    const YAML::Node& value = it->second;
+    // By value: yaml-cpp's iterator proxy dies with the full expression.
+    const YAML::Node key = it->first;
+    const YAML::Node value = it->second;
     if (!key.IsScalar() || !is_source_name(key.Scalar())) {
       ctx.out.report(key, "sources",
                      "invalid source name " + ys::describe(key) + ": use 1 to 32 of a-z, 0-9, '_' and '-'");

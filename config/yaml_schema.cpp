@@ -321,7 +321,8 @@ map_reader::map_reader(reporter& out, const YAML::Node& node, std::string path, 
   mark_ = node.Mark();
   std::vector<std::pair<std::string, int>> seen;  // key, 1-based line
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const YAML::Node& key = it->first;
+    // By value: it->first lives in a proxy that dies with the full expression (ASan caught it).
+    const YAML::Node key = it->first;
     if (!key.IsScalar()) {
       out.report(key, path_, "keys must be plain words, got " + describe(key));
       continue;
