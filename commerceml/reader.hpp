@@ -32,9 +32,14 @@ struct document_info {
   std::string xmlns;                   // root namespace URI, empty when none
   std::string encoding;                // "utf-8" or "windows-1251"
   bool bom = false;
-  document_kind kind = document_kind::unknown;  // import: has Классификатор or Каталог; offers: ПакетПредложений / ИзмененияПакетаПредложений
-  // СодержитТолькоИзменения per section (attribute or child element form); nullopt when the
-  // section is absent. A present section without the flag counts as full (false).
+  // import: has Каталог, or a Классификатор and no offers; offers: ПакетПредложений /
+  // ИзмененияПакетаПредложений and no Каталог (UT 11 offers files carry a header-only
+  // Классификатор too); documents: Документ / Контейнер and none of those; unknown: anything else.
+  document_kind kind = document_kind::unknown;
+  // СодержитТолькоИзменения per top-level section (attribute or child element form); nullopt
+  // when the section is absent. A present section without the flag counts as full (false);
+  // ИзмененияПакетаПредложений is always a delta (true). With two sections of a kind, the first
+  // one's flag is reported.
   std::optional<bool> classifier_changes_only;
   std::optional<bool> catalog_changes_only;
   std::optional<bool> offers_changes_only;
@@ -54,7 +59,8 @@ class catalog_sink {
 };
 
 struct read_options {
-  std::size_t batch_size = 1000;
+  std::size_t batch_size = 1000;         // most items per on_products / on_offers call (0 counts as 1)
+  std::size_t chunk_size = 1 << 20;      // bytes read from the file at a time (0 counts as 1)
 };
 
 // Thrown for malformed XML, an unsupported encoding, invalid UTF-8, a root that is not
