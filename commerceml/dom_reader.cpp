@@ -60,8 +60,15 @@ void read_whole_document(std::string_view data, std::string_view file_name, cata
   const pugi::xml_parse_result result =
       doc.load_buffer(text.data(), text.size(), pugi::parse_default, pugi::encoding_utf8);
   pugi::xml_node root = doc.document_element();
-  // A web page or another XML document: say what it is rather than where its HTML breaks XML.
-  if (root && local_name(root) != "КоммерческаяИнформация")
+  // A web page or another XML document: say what it is rather than where its HTML breaks XML —
+  // once its root start tag is complete (a file cut inside that tag is just malformed).
+  const auto root_tag_complete = [&] {
+    if (result) return true;
+    const std::size_t from = static_cast<std::size_t>(root.offset_debug());
+    const std::size_t to = static_cast<std::size_t>(result.offset);
+    return to > from && text.find('>', from) < to;
+  };
+  if (root && local_name(root) != "КоммерческаяИнформация" && root_tag_complete())
     fail(file_name, node_position(root, map),
          "not a CommerceML document: root element is '" + std::string(local_name(root)) + "'");
   if (!result)

@@ -164,6 +164,10 @@ std::string whole_error(std::string_view data, std::string_view name, read_optio
   return error_of([&] { read_whole(data, name, opt); });
 }
 
+bool detail_is_char_start(const std::string& s, std::size_t i) {
+  return i >= s.size() || (static_cast<unsigned char>(s[i]) & 0xC0) != 0x80;
+}
+
 struct expected_counts {
   const char* file;
   const char* version;
@@ -289,7 +293,364 @@ TEST_CASE("the sliced reader gives exactly what the whole-document reader gives,
 
 TEST_CASE("a truncated file fails, with the same message in both readers") {
   const std::string data = sample("carono__yii2-1c-exchange/files__xml__import.xml");
-  const std::string cut = data.substr(0, data.size() / 2);
-  MESSAGE(sliced_error(cut, "import.xml"));
-  CHECK(sliced_error(cut, "import.xml") == whole_error(cut, "import.xml"));
+  std::size_t half = data.size() / 2;
+  while (!detail_is_char_start(data, half)) --half;  // not inside a character
+  const std::string cut = data.substr(0, half);
+  // Cut inside the classifier (a ВариантыЗначений/Справочник/Значение): line 460 is the last, partial one.
+  CHECK(sliced_error(cut, "import.xml") == "import.xml:460:26: malformed XML: Start-end tags mismatch");
+  CHECK(whole_error(cut, "import.xml") == "import.xml:460:26: malformed XML: Start-end tags mismatch");
+  // Nothing reached the sink: the structure is checked before on_document.
+  recorder r;
+  CHECK_THROWS_AS(read_catalog_buffer(cut, "import.xml", r), parse_error);
+  CHECK(r.calls.empty());
+}
+
+TEST_CASE("cut anywhere: both readers report the same error, at the same place") {
+  for (const char* name : {"sukhikh18__woocommerce-ml/tests__fixtures__offers0_1.xml",   // UTF-8, BOM, namespace
+                           "irpsv__commerceml/tests__assets__ready-script__import.xml",  // classifier + catalog
+                           "carono__yii2-1c-exchange/files__xml__to.xml"}) {             // windows-1251 document
+    const std::string file = name;
+    CAPTURE(file);
+    const std::string data = sample(name);
+    const std::size_t root_end = data.rfind('>');
+    for (std::size_t n = 0; n < data.size(); n += 5) {
+      if (!detail_is_char_start(data, n)) continue;
+      CAPTURE(n);
+      const std::string cut = data.substr(0, n);
+      const std::string sliced = sliced_error(cut, "f.xml", {.chunk_size = 5});
+      CHECK(sliced == whole_error(cut, "f.xml"));
+      if (n <= root_end) CHECK(sliced != "no error");
+    }
+  }
+}
+
+namespace {
+
+const char* const small_catalog = R"(<?xml version="1.0" encoding="UTF-8"?>
+<КоммерческаяИнформация xmlns="urn:1C.ru:commerceml_2" ВерсияСхемы="2.07" ДатаФормирования="2024-01-01T00:00:00">
+  <Классификатор>
+    <Ид>cls</Ид>
+    <Группы>
+      <Группа><Ид>g1</Ид><Наименование>Root</Наименование>
+        <Группы><Группа><Ид>g2</Ид><Наименование>Child</Наименование><ПометкаУдаления>true</ПометкаУдаления></Группа></Группы>
+      </Группа>
+    </Группы>
+  </Классификатор>
+  <Каталог>
+    <СодержитТолькоИзменения>true</СодержитТолькоИзменения>
+    <Товары>
+      <Товар><Ид>p1</Ид><Наименование>One</Наименование></Товар>
+      <Товар Статус="Удален"><Ид>p2</Ид><Наименование>Two</Наименование></Товар>
+      <Товар><Ид>p3</Ид><Наименование>Three</Наименование><БазоваяЕдиница Код="796 " НаименованиеКраткое="шт"/></Товар>
+    </Товары>
+  </Каталог>
+</КоммерческаяИнформация>
+)";
+
+}  // namespace
+
+TEST_CASE("sample content: products") {
+  const recorder umi = read_sliced(sample("irpsv__commerceml/tests__assets__umi-cms__import.xml"), "umi.xml");
+  REQUIRE(umi.products.size() == 3);
+  const model::product& p = umi.products[0];
+  CHECK(p.external_id == "bd72d927-55bc-11d9-848a-00112f43529a");
+  CHECK(p.sku == "КВ- 900");
+  CHECK(p.name == "Комбайн кухонный BINATONE FP 67");
+  CHECK(p.full_name == "Комбайн кухонный BINATONE FP 67");
+  CHECK(p.unit == "шт");
+  CHECK(p.unit_code == "796");
+  CHECK(p.category_ids == std::vector<std::string>{"bd72d925-55bc-11d9-848a-00112f43529a"});
+  CHECK(p.images ==
+        std::vector<std::string>{"import_files/bd/bd72d92755bc11d9848a00112f43529a_80a7832b39c811e0a35a000b0d4caf68.jpg"});
+  REQUIRE(p.attributes.size() == 1);
+  CHECK(p.attributes[0].attribute_id == "14ed8b20-55bd-11d9-848a-00112f43529a");
+  CHECK(p.attributes[0].values == std::vector<std::string>{"14ed8b25-55bd-11d9-848a-00112f43529a"});
+  REQUIRE(p.taxes.size() == 1);
+  CHECK(p.taxes[0].name == "НДС");
+  CHECK(p.taxes[0].rate == "18");
+  REQUIRE(p.requisites.size() == 4);
+  CHECK(p.requisites[1].name == "ВидНоменклатуры");
+  CHECK(p.requisites[1].value == "Электротовары");
+  REQUIRE(umi.attribute_defs.size() == 1);
+  CHECK(umi.attribute_defs[0].value_type == "Справочник");
+  CHECK(umi.attribute_defs[0].for_offers == false);
+  REQUIRE(umi.attribute_defs[0].options.size() == 2);
+  CHECK(umi.attribute_defs[0].options[0].external_id == "14ed8b24-55bd-11d9-848a-00112f43529a");
+  CHECK(umi.attribute_defs[0].options[0].value == "ЗАО \"Алекс\"");
+
+  // 3.1: five pictures in document order, the unit as sent (a code in the text), a version.
+  const recorder argent = read_sliced(sample("ArgentCrusade__commerceml/tests__fixtures__products-example.xml"), "p.xml");
+  REQUIRE(argent.products.size() == 1);
+  const model::product& g = argent.products[0];
+  CHECK(g.name == "Гироскутер 10\"");
+  CHECK(g.version == "AAAHgAAAAAA=32906");
+  CHECK(g.unit == "796");
+  REQUIRE(g.images.size() == 5);
+  CHECK(g.images[0] == "import_files/ac/ac0184b3-7821-11e6-80ca-a72a8c906e0a_eda38572-b3ce-11e7-80ed-bfaadcf435ce.jpg");
+  CHECK(g.images[4] == "import_files/ac/ac0184b3-7821-11e6-80ca-a72a8c906e0a_eda38573-b3ce-11e7-80ed-bfaadcf435ce.jpg");
+  REQUIRE(g.attributes.size() == 1);
+  CHECK(g.attributes[0].values.empty());  // <Значение/>: unset
+
+  // 2.04: characteristics on catalog products.
+  const recorder off = read_sliced(sample("irpsv__commerceml/tests__assets__off-doc-1c__import.xml"), "i.xml");
+  REQUIRE(off.products.size() == 4);
+  CHECK(off.products[1].external_id == "05e26d70-01e4-11dc-a411-00055d80a2d1#218a1598-044b-11dc-a414-00055d80a2d1");
+  REQUIRE(off.products[1].characteristics.size() == 1);
+  CHECK(off.products[1].characteristics[0].name == "Цвет");
+  CHECK(off.products[1].characteristics[0].value == "Красный");
+}
+
+TEST_CASE("sample content: groups nest parents-first, 3.1") {
+  const recorder r = read_sliced(sample("ArgentCrusade__commerceml/tests__fixtures__group-example.xml"), "g.xml");
+  REQUIRE(r.categories.size() == 12);
+  CHECK(r.categories[0].name == "Автомобильные аксессуары");
+  CHECK(r.categories[0].parent_external_id.empty());
+  CHECK(r.categories[1].parent_external_id == r.categories[0].external_id);
+  CHECK(r.categories[8].name == "Антигравитационные чехлы");
+  CHECK(r.categories[8].parent_external_id == "d11e7e01-7821-11e6-80ca-a72a8c906e0a");
+  CHECK(r.calls == std::vector<std::string>{"document", "categories 12"});
+}
+
+TEST_CASE("sample content: offers, prices and both stock forms") {
+  const recorder d = read_sliced(sample("dobromyslov__commerceml-parser/data__offers0_1.xml"), "o.xml");
+  REQUIRE(d.offers.size() == 44);
+  const model::offer& o = d.offers[0];
+  CHECK(o.external_id == "bd8c4e15-18f9-11e7-80c2-0cc47ab29cd1");
+  CHECK(o.product_external_id == o.external_id);
+  CHECK(o.characteristic_id.empty());
+  CHECK(o.sku == "PM-421-WP");
+  CHECK(o.name == "Портативный коврик Portable 140x200x1 см, Деревянные лошадки");
+  REQUIRE(o.prices.has_value());
+  REQUIRE(o.prices->size() == 1);
+  CHECK((*o.prices)[0].price_type_id == "279b6812-740b-11e8-80c8-0cc47ab29cd1");
+  CHECK((*o.prices)[0].value == "100");
+  CHECK((*o.prices)[0].currency == "RUB");
+  CHECK((*o.prices)[0].unit == "PCE");
+  CHECK((*o.prices)[0].coefficient == "1");
+  CHECK(o.quantity == "377");
+  REQUIRE(o.stock.has_value());
+  REQUIRE(o.stock->size() == 3);
+  CHECK((*o.stock)[2].warehouse_id == "dd306af1-19c9-11e7-80c2-0cc47ab29cd1");
+  CHECK((*o.stock)[2].quantity == "376");
+  REQUIRE(d.warehouses.size() == 3);
+  CHECK(d.warehouses[2].name == "Москва");
+  CHECK(d.price_types[0].name == "BASE");
+  CHECK(d.price_types[0].currency == "RUB");
+
+  // Split 3.1 rests: Остатки/Остаток/Склад{Ид, Количество}, no prices element → prices unknown.
+  const recorder rests = read_sliced(sample("ArgentCrusade__commerceml/tests__fixtures__remainders-example.xml"), "r.xml");
+  REQUIRE(rests.offers.size() == 2);
+  const model::offer& r1 = rests.offers[1];
+  CHECK(r1.external_id == "6c4e0c4d-6c2c-11e7-81d6-38d547224d22");
+  CHECK_FALSE(r1.prices.has_value());
+  CHECK_FALSE(r1.quantity.has_value());
+  REQUIRE(r1.stock.has_value());
+  std::vector<std::string> quantities;
+  for (const auto& s : *r1.stock) quantities.push_back(s.quantity);
+  CHECK(quantities == std::vector<std::string>{"0", "0", "0", "7", "29", "9", "12"});
+  CHECK((*r1.stock)[3].warehouse_id == "9bf5be08-af08-11e7-a56d-38d547224d22");
+
+  // Split 3.1 prices: offer ids without '#', no stock element → stock unknown.
+  const recorder prices = read_sliced(sample("ArgentCrusade__commerceml/tests__fixtures__prices-example.xml"), "p.xml");
+  REQUIRE(prices.offers.size() == 3);
+  CHECK_FALSE(prices.offers[2].stock.has_value());
+  REQUIRE(prices.offers[2].prices.has_value());
+  CHECK((*prices.offers[2].prices)[0].value == "600");
+  CHECK((*prices.offers[2].prices)[0].coefficient.empty());
+
+  // 2.08 offers: guid#guid, ХарактеристикиТовара, offer properties in the top-level classifier.
+  const recorder big = read_sliced(sample("bigperson__exchange1c/tests__xml__offers.xml"), "b.xml");
+  REQUIRE(big.offers.size() == 2);
+  CHECK(big.offers[0].product_external_id == "ffce323d-c133-11e8-8111-0050569b2b72");
+  CHECK(big.offers[0].characteristic_id == "8a4e5ea9-d129-11e8-8112-0050569b2b72");
+  REQUIRE(big.offers[0].characteristics.size() == 1);
+  CHECK(big.offers[0].characteristics[0].name == "Цвет");
+  CHECK(big.offers[0].characteristics[0].value == "Бежевый");
+  CHECK(big.offers[0].quantity == "2");
+  REQUIRE(big.offers[0].prices->size() == 3);
+  CHECK((*big.offers[0].prices)[1].value == "15500");
+  CHECK((*big.offers[0].prices)[1].currency == "руб");
+  REQUIRE(big.attribute_defs.size() == 1);
+  CHECK(big.attribute_defs[0].for_offers);  // ДляПредложений=true
+  CHECK(big.attribute_defs[0].options.size() == 4);
+}
+
+TEST_CASE("windows-1251: decoded to UTF-8, same model as the UTF-8 original") {
+  // The real windows-1251 samples are order documents (not parsed here): check their header.
+  const recorder q = read_sliced(sample("dobromyslov__commerceml-parser/data__bitrix-query-response-empty.xml"), "q.xml");
+  CHECK(q.info.encoding == "windows-1251");
+  CHECK(q.info.schema_version == "2.05");
+  CHECK(q.info.kind == document_kind::unknown);
+  // A catalog written in windows-1251, declared as "windows-1251" or "CP1251".
+  std::string utf8 = sample("sukhikh18__woocommerce-ml/tests__fixtures__import0_1.xml");
+  utf8.erase(0, 3);  // BOM
+  const recorder original = read_sliced(utf8, "import.xml");
+  for (const char* label : {"windows-1251", "CP1251"}) {
+    CAPTURE(std::string(label));
+    std::string cp = utf8_to_cp1251(utf8);
+    const std::size_t at = cp.find("UTF-8");
+    REQUIRE(at < 60);
+    cp.replace(at, 5, label);
+    recorder converted = read_sliced(cp, "import.xml");
+    CHECK(converted.info.encoding == "windows-1251");
+    CHECK(dump(read_whole(cp, "import.xml")) == dump(converted));
+    converted.info.encoding = original.info.encoding;
+    CHECK(dump(converted) == dump(original));
+    REQUIRE(!converted.products.empty());
+    CHECK(converted.products[0].name == original.products[0].name);
+  }
+  CHECK(original.products[0].name.find("\xD0") != std::string::npos);  // really Cyrillic
+}
+
+TEST_CASE("section flags, deletion marks, unit fallback, batching") {
+  const recorder r = read_sliced(small_catalog, "small.xml", {.batch_size = 2});
+  CHECK(r.info.kind == document_kind::import);
+  CHECK(r.info.classifier_changes_only == false);
+  CHECK(r.info.catalog_changes_only == true);  // child-element form
+  CHECK(r.info.offers_changes_only == std::nullopt);
+  REQUIRE(r.categories.size() == 2);
+  CHECK(r.categories[1].parent_external_id == "g1");
+  CHECK(r.categories[1].active == false);
+  REQUIRE(r.products.size() == 3);
+  CHECK(r.products[0].active);
+  CHECK_FALSE(r.products[1].active);  // Статус="Удален"
+  CHECK(r.products[2].unit == "шт");
+  CHECK(r.products[2].unit_code == "796");
+  CHECK(r.calls == std::vector<std::string>{"document", "categories 2", "products 2", "products 1"});
+  CHECK(dump(read_whole(small_catalog, "small.xml", {.batch_size = 2})) == dump(r));
+
+  // 282 products in batches of 100.
+  const recorder a = read_sliced(sample("ArtemiusUA__django-cml/tests__tests_fixtures__import.xml"), "a.xml",
+                                 {.batch_size = 100});
+  std::vector<std::string> product_calls;
+  for (const auto& c : a.calls)
+    if (c.starts_with("products")) product_calls.push_back(c);
+  CHECK(product_calls == std::vector<std::string>{"products 100", "products 100", "products 82"});
+}
+
+TEST_CASE("prefixes, CDATA, comments, ИзмененияПакетаПредложений, offers classifier") {
+  const std::string doc = R"(<?xml version="1.0" encoding="utf-8"?>
+<!-- <Товар> in a comment is not a product -->
+<c:КоммерческаяИнформация xmlns:c="urn:1C.ru:commerceml_3" c:ВерсияСхемы="3.1">
+  <c:ПакетПредложений СодержитТолькоИзменения="false">
+    <c:Классификатор><c:Свойства><c:Свойство><c:Ид>size</c:Ид><c:Наименование>Размер</c:Наименование></c:Свойство></c:Свойства></c:Классификатор>
+    <c:ТипыЦен><c:ТипЦены><c:Ид>retail</c:Ид><c:Наименование>Розница</c:Наименование><c:Валюта>RUB</c:Валюта></c:ТипЦены></c:ТипыЦен>
+    <c:Предложения>
+      <!-- </c:Предложения> -->
+      <c:Предложение><c:Ид>p#v</c:Ид><c:Наименование><![CDATA[A <b>&</b> "B" </c:Предложение>]]></c:Наименование>
+        <c:Цены><c:Цена><c:ИдТипаЦены>retail</c:ИдТипаЦены><c:ЦенаЗаЕдиницу>1 234,50</c:ЦенаЗаЕдиницу></c:Цена></c:Цены>
+        <c:Остатки><c:Остаток><c:Количество>-2.5</c:Количество></c:Остаток></c:Остатки>
+        <c:ЗначенияСвойств><c:ЗначенияСвойства><c:Ид>size</c:Ид><c:Значение>42</c:Значение><c:Значение/><c:Значение>44</c:Значение></c:ЗначенияСвойства></c:ЗначенияСвойств>
+      </c:Предложение>
+      <c:Предложение/>
+    </c:Предложения>
+  </c:ПакетПредложений>
+  <c:ИзмененияПакетаПредложений>
+    <c:Предложения><c:Предложение><c:Ид>p</c:Ид><c:ИдХарактеристики>v</c:ИдХарактеристики>
+      <c:Склады><c:Склад ИдСклада="w1" КоличествоНаСкладе="3"/></c:Склады><c:Количество>3</c:Количество></c:Предложение></c:Предложения>
+  </c:ИзмененияПакетаПредложений>
+</c:КоммерческаяИнформация>)";
+  const recorder r = read_sliced(doc, "x.xml", {.batch_size = 1, .chunk_size = 3});
+  CHECK(dump(r) == dump(read_whole(doc, "x.xml", {.batch_size = 1})));
+  CHECK(r.info.xmlns == "urn:1C.ru:commerceml_3");
+  CHECK(r.info.schema_version == "3.1");
+  CHECK(r.info.kind == document_kind::offers);
+  CHECK(r.info.offers_changes_only == false);  // the first offers section's flag
+  REQUIRE(r.attribute_defs.size() == 1);
+  CHECK(r.attribute_defs[0].for_offers);  // ПакетПредложений/Классификатор
+  REQUIRE(r.price_types.size() == 1);
+  REQUIRE(r.offers.size() == 3);
+  CHECK(r.offers[0].name == "A <b>&</b> \"B\" </c:Предложение>");
+  CHECK(r.offers[0].characteristic_id == "v");
+  CHECK((*r.offers[0].prices)[0].value == "1234.50");
+  CHECK(r.offers[0].quantity == "-2.5");  // Остатки/Остаток/Количество without Склад
+  CHECK_FALSE(r.offers[0].stock.has_value());
+  REQUIRE(r.offers[0].attributes.size() == 1);
+  CHECK(r.offers[0].attributes[0].values == std::vector<std::string>{"42", "44"});
+  CHECK(r.offers[1].external_id.empty());
+  CHECK(r.offers[2].external_id == "p#v");  // Ид + ИдХарактеристики
+  CHECK(r.offers[2].product_external_id == "p");
+  REQUIRE(r.offers[2].stock.has_value());
+  CHECK((*r.offers[2].stock)[0].warehouse_id == "w1");
+  CHECK((*r.offers[2].stock)[0].quantity == "3");
+  CHECK(r.calls == std::vector<std::string>{"document", "attribute_defs 1", "price_types 1", "offers 1", "offers 1",
+                                            "offers 1"});
+}
+
+TEST_CASE("not CommerceML, bad encodings, bad numbers: exact messages") {
+  const std::string html = "<!DOCTYPE html>\n<html><body><p>502 Bad Gateway<br></body></html>\n";
+  CHECK(sliced_error(html, "import.xml") == "import.xml:2:1: not a CommerceML document: root element is 'html'");
+  CHECK(whole_error(html, "import.xml") == "import.xml:2:1: not a CommerceML document: root element is 'html'");
+  CHECK(sliced_error("", "e.xml") == "e.xml:1:1: malformed XML: No document element found");
+  CHECK(sliced_error("\xEF\xBB\xBF  \n", "e.xml") == "e.xml:2:1: malformed XML: No document element found");
+
+  std::string bad_utf8 = small_catalog;
+  bad_utf8.insert(bad_utf8.find("Three"), "\xC3\x28");  // "Ã(" cut short
+  CHECK(sliced_error(bad_utf8, "small.xml") == "small.xml:16:39: invalid UTF-8 byte 0xC3");
+  CHECK(whole_error(bad_utf8, "small.xml") == "small.xml:16:39: invalid UTF-8 byte 0xC3");
+  std::string overlong = small_catalog;
+  overlong.insert(overlong.find("Root"), "\xC0\xBC");  // overlong '<'
+  CHECK(sliced_error(overlong, "small.xml", {.chunk_size = 1}) == "small.xml:6:40: invalid UTF-8 byte 0xC0");
+  // After the root too, and a sequence cut by the end of the file.
+  CHECK(sliced_error(std::string(small_catalog) + "\xE2\x82", "small.xml", {.chunk_size = 1}) ==
+        "small.xml:20:1: invalid UTF-8 byte 0xE2");
+  CHECK(whole_error(std::string(small_catalog) + "\xE2\x82", "small.xml") == "small.xml:20:1: invalid UTF-8 byte 0xE2");
+
+  const std::string koi = "<?xml version=\"1.0\" encoding=\"koi8-r\"?>\n<КоммерческаяИнформация/>";
+  CHECK(sliced_error(koi, "k.xml") == "k.xml:1:31: unsupported encoding 'koi8-r'");
+  CHECK(whole_error(koi, "k.xml") == "k.xml:1:31: unsupported encoding 'koi8-r'");
+  CHECK(sliced_error(std::string("\xFF\xFE<\0", 4), "u.xml") == "u.xml:1:1: unsupported encoding 'UTF-16'");
+
+  std::string bad_price = sample("sukhikh18__woocommerce-ml/tests__fixtures__offers0_1.xml");
+  const std::size_t at = bad_price.rfind("<ЦенаЗаЕдиницу>");
+  REQUIRE(at != std::string::npos);
+  bad_price.insert(at + std::string_view("<ЦенаЗаЕдиницу>").size(), "12,3.");
+  CHECK(sliced_error(bad_price, "offers.xml") ==
+        "offers.xml:140:25: invalid number '12,3.5500' in ЦенаЗаЕдиницу");
+  CHECK(whole_error(bad_price, "offers.xml") == sliced_error(bad_price, "offers.xml", {.batch_size = 1, .chunk_size = 2}));
+}
+
+TEST_CASE("malformed content inside a fragment: file position, earlier batches delivered") {
+  std::string doc = small_catalog;
+  const std::string good = "<Наименование>Three</Наименование>";
+  doc.replace(doc.find(good), good.size(), "<Наименование a=1>Three</Наименование>");
+  recorder r;
+  CHECK(error_of([&] { read_catalog_buffer(doc, "small.xml", r, {.batch_size = 1}); }) ==
+        "small.xml:16:41: malformed XML: Error parsing element attribute");
+  CHECK(whole_error(doc, "small.xml") == "small.xml:16:41: malformed XML: Error parsing element attribute");
+  CHECK(r.products.size() == 2);  // the sliced reader found it in the third batch
+
+  std::string mismatch = small_catalog;
+  const std::string close = "</Наименование></Товар>\n      <Товар Статус";
+  mismatch.replace(mismatch.find(close), std::string("</Наименование>").size(), "</Наименовани>");
+  CHECK(sliced_error(mismatch, "small.xml") == "small.xml:14:44: malformed XML: Start-end tags mismatch");
+  CHECK(whole_error(mismatch, "small.xml") == "small.xml:14:44: malformed XML: Start-end tags mismatch");
+}
+
+TEST_CASE("hostile input: entity expansion and deep nesting") {
+  std::string lol = "<?xml version=\"1.0\"?>\n<!DOCTYPE lolz [\n <!ENTITY lol \"lol\">\n";
+  lol += " <!ENTITY lol1 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\">\n";
+  for (int i = 2; i <= 9; ++i) {
+    lol += " <!ENTITY lol" + std::to_string(i) + " \"";
+    for (int k = 0; k < 10; ++k) lol += "&lol" + std::to_string(i - 1) + ";";
+    lol += "\">\n";
+  }
+  lol += "]>\n<КоммерческаяИнформация><Классификатор><Группы><Группа><Ид>&lol9;</Ид>"
+         "<Наименование>&lol9;</Наименование></Группа></Группы></Классификатор></КоммерческаяИнформация>\n";
+  const auto start = std::chrono::steady_clock::now();
+  const recorder r = read_sliced(lol, "lol.xml", {.chunk_size = 16});
+  const recorder w = read_whole(lol, "lol.xml");
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
+  REQUIRE(r.categories.size() == 1);
+  CHECK(r.categories[0].name == "&lol9;");  // left as written, never expanded
+  CHECK(dump(r) == dump(w));
+
+  std::string deep = "<КоммерческаяИнформация><Классификатор>";
+  for (int i = 0; i < 100000; ++i) deep += "<Группы><Группа>";
+  for (int i = 0; i < 100000; ++i) deep += "</Группа></Группы>";
+  deep += "</Классификатор></КоммерческаяИнформация>";
+  // Element 257 is the Группы of the 128th pair: 39 characters of root and Классификатор, 127 × 16.
+  const std::string expected = "deep.xml:1:2072: elements nested deeper than 256 levels";
+  CHECK(sliced_error(deep, "deep.xml") == expected);
+  CHECK(whole_error(deep, "deep.xml") == expected);
 }

@@ -20,6 +20,8 @@ namespace {
 constexpr std::size_t npos = std::string::npos;
 // A batch is parsed early once its text passes this size, whatever batch_size says.
 constexpr std::size_t batch_byte_cap = std::size_t{8} << 20;
+// Text captured only to word error messages (see fill()).
+constexpr std::size_t scratch_limit = std::size_t{4} << 20;
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
@@ -107,7 +109,7 @@ class scanner {
   [[noreturn]] void fail_syntax(std::size_t token_begin, std::size_t region_end, const char* message);
   // Lets pugixml judge the captured text up to region_end, so that messages and positions are
   // the ones the whole-document parse gives; returns when pugixml finds nothing wrong.
-  void fail_like_pugixml(std::size_t region_end);
+  void fail_like_pugixml(std::size_t region_end, bool at_eof);
   [[noreturn]] void fail_parse(const pugi::xml_parse_result& r, const patched_text& t) {
     fail(file_, t.position_of(static_cast<std::size_t>(r.offset)), std::string("malformed XML: ") + r.description());
   }
@@ -128,8 +130,8 @@ class scanner {
   std::string window_;
   std::size_t base_ = 0;   // absolute offset (in the decoded text) of window_[0]
   std::size_t token_ = 0;  // start of the token being scanned; nothing before it is needed
-  std::size_t tracked_ = 0;
-  text_pos tracked_pos_;
+  std::size_t tracked_ = 0;  // the position tracker has counted lines and columns up to here
+  text_pos tracked_pos_, tracked_prev_;
 
   patched_text* cap_ = nullptr;
   std::size_t cap_from_ = 0;
@@ -156,12 +158,20 @@ bool scanner::fill() {
   if (cap_) {
     cap_->extend(view(cap_from_, token_));
     cap_from_ = token_;
+    // Text kept only for error messages must not grow without bound (a huge Документ, or
+    // megabytes of whitespace between elements): past the limit, errors there get our own words.
+    if (cap_ == &scratch_ && scratch_.size() > scratch_limit) {
+      scratch_.truncate(0);
+      cap_ = nullptr;
+    }
   }
-  pos_at(token_);
-  const std::size_t consumed = token_ - base_;
+  // Keep the last consumed byte countable: an error at the end of the file points there.
+  const std::size_t keep = token_ > base_ ? token_ - 1 : token_;
+  pos_at(keep);
+  const std::size_t consumed = keep - base_;
   if (consumed > 0 && (consumed >= (std::size_t{1} << 16) || consumed * 2 >= window_.size())) {
     window_.erase(0, consumed);
-    base_ = token_;
+    base_ = keep;
   }
   if (head_pos_ < head_.size()) {
     const std::size_t n = std::min(chunk_, head_.size() - head_pos_);
@@ -229,8 +239,11 @@ std::size_t scanner::find_lt(std::size_t from) {
 
 text_pos scanner::pos_at(std::size_t abs) {
   if (abs > tracked_) {
-    tracked_pos_ = advance(tracked_pos_, view(tracked_, abs));
+    tracked_prev_ = advance(tracked_pos_, view(tracked_, abs - 1));
+    tracked_pos_ = advance(tracked_prev_, view(abs - 1, abs));
     tracked_ = abs;
+  } else if (abs + 1 == tracked_) {
+    return tracked_prev_;  // the last byte: where pugixml points for "unexpected end"
   }
   return tracked_pos_;
 }
@@ -265,9 +278,14 @@ void scanner::run() {
   scratch_.truncate(0);
   start_capture(scratch_, 0);  // the prolog
   std::size_t pos = 0;
-  while (!root_done_) {
+  // To the end of the input even after the root: the whole file must decode, and whatever
+  // follows the root must be as well-formed as pugixml wants it.
+  for (;;) {
     const std::size_t lt = find_lt(pos);
-    if (lt == npos) fail_at_eof();
+    if (lt == npos) {
+      if (root_done_ && stack_.empty()) return;
+      fail_at_eof();
+    }
     token_ = lt;
     pos = scan_markup(lt);
     token_ = pos;
@@ -358,6 +376,10 @@ void scanner::on_start(std::string_view qname, std::size_t lt, std::size_t gt_en
   const std::size_t depth = stack_.size();
   if (depth + 1 > max_element_depth)
     fail(file_, pos_at(lt), "elements nested deeper than " + std::to_string(max_element_depth) + " levels");
+  if (root_done_) {  // after the root: balance only (pugixml tolerates more elements there)
+    if (!empty) stack_.emplace_back(qname);
+    return;
+  }
   const std::string_view local = local_name(qname);
   if (depth == 0) {
     if (local != "КоммерческаяИнформация")
@@ -377,6 +399,8 @@ void scanner::on_start(std::string_view qname, std::size_t lt, std::size_t gt_en
     stop_capture(lt);
     if (empty) {
       root_done_ = true;
+      scratch_.truncate(0);
+      start_capture(scratch_, gt_end);  // the epilog
       return;
     }
     stack_.emplace_back(qname);
@@ -389,9 +413,15 @@ void scanner::on_start(std::string_view qname, std::size_t lt, std::size_t gt_en
     section_sliced_ = section_ != section_kind::documents && section_ != section_kind::other;
     if (!section_sliced_) {
       // Documents and anything unknown: not ours to parse; only the tag balance is checked.
+      // Their text is kept (up to scratch_limit) just to word errors the way pugixml does.
       if (info_) note_section(*info_, section_, std::nullopt);
-      if (empty) enter_root_level(gt_end);
-      else stack_.emplace_back(qname);
+      if (empty) {
+        enter_root_level(gt_end);
+      } else {
+        stack_.emplace_back(qname);
+        wrap(scratch_, 1);
+        start_capture(scratch_, lt);
+      }
       return;
     }
     section_qname_ = qname;
@@ -449,11 +479,12 @@ void scanner::on_start(std::string_view qname, std::size_t lt, std::size_t gt_en
 
 void scanner::on_end(std::string_view qname, std::size_t lt, std::size_t gt_end) {
   if (stack_.empty() || stack_.back() != qname) {
-    fail_like_pugixml(gt_end);
+    fail_like_pugixml(gt_end, false);
     fail(file_, pos_at(lt + 2), "malformed XML: Start-end tags mismatch");
   }
   stack_.pop_back();
   const std::size_t depth = stack_.size();
+  if (root_done_) return;
   if (depth == 3 && in_fragment_) {
     in_fragment_ = false;
     end_fragment(gt_end);
@@ -473,6 +504,8 @@ void scanner::on_end(std::string_view qname, std::size_t lt, std::size_t gt_end)
   } else if (depth == 0) {
     stop_capture(lt);
     root_done_ = true;
+    scratch_.truncate(0);
+    start_capture(scratch_, gt_end);  // the epilog
   }
 }
 
@@ -530,17 +563,25 @@ void scanner::enter_root_level(std::size_t abs) {
   start_capture(scratch_, abs);
 }
 
-void scanner::fail_like_pugixml(std::size_t region_end) {
+void scanner::fail_like_pugixml(std::size_t region_end, bool at_eof) {
   if (!cap_) return;
   patched_text t = *cap_;
   t.extend(view(cap_from_, region_end));
   pugi::xml_document doc;
   const auto r = doc.load_buffer(t.str().data(), t.size(), pugi::parse_default, pugi::encoding_utf8);
-  if (!r) fail_parse(r, t);
+  if (r) return;
+  const auto offset = static_cast<std::size_t>(r.offset);
+  if (at_eof && offset + 1 >= t.size()) {
+    // pugixml points at the last byte (or just past it) of what it was given; when the
+    // capture holds only the wrappers, that is not the file's last byte.
+    const std::size_t at = offset >= t.size() || end() == 0 ? end() : end() - 1;
+    fail(file_, pos_at(at), std::string("malformed XML: ") + r.description());
+  }
+  fail_parse(r, t);
 }
 
 void scanner::fail_at_eof() {
-  fail_like_pugixml(end());
+  fail_like_pugixml(end(), true);
   // Inside a part we do not capture (a Документ): pugixml's words for an unclosed document.
   if (stack_.empty()) fail(file_, pos_at(end()), "malformed XML: No document element found");
   fail(file_, pos_at(end() > 0 ? end() - 1 : 0), "malformed XML: Start-end tags mismatch");
@@ -548,7 +589,7 @@ void scanner::fail_at_eof() {
 
 void scanner::fail_syntax(std::size_t token_begin, std::size_t region_end, const char* message) {
   ensure(region_end);
-  fail_like_pugixml(std::min(region_end, end()));
+  fail_like_pugixml(std::min(region_end, end()), false);
   fail(file_, pos_at(token_begin), std::string("malformed XML: ") + message);
 }
 
