@@ -1,47 +1,11 @@
 #include "adapters/onec/filename.hpp"
 
 #include <cstddef>
-#include <cstdint>
+
+#include "commerceml/encoding.hpp"
 
 namespace obmen::onec {
 namespace {
-
-// Offset of the first byte that does not start a well-formed UTF-8 sequence (RFC 3629: no
-// overlong forms, no surrogates, nothing above U+10FFFF), or npos.
-// Kept local rather than using commerceml/encoding.hpp so this unit has no link dependency.
-std::size_t first_invalid_utf8(std::string_view s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    auto b0 = static_cast<unsigned char>(s[i]);
-    if (b0 < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t len = 0;
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xBF;   // allowed range of the second byte
-    if (b0 >= 0xC2 && b0 <= 0xDF) {
-      len = 2;
-    } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-      len = 3;
-      if (b0 == 0xE0) lo = 0xA0;        // overlong
-      if (b0 == 0xED) hi = 0x9F;        // surrogates
-    } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-      len = 4;
-      if (b0 == 0xF0) lo = 0x90;        // overlong
-      if (b0 == 0xF4) hi = 0x8F;        // above U+10FFFF
-    } else {
-      return i;
-    }
-    if (s.size() - i < len) return i;
-    for (std::size_t k = 1; k < len; ++k) {
-      auto b = static_cast<unsigned char>(s[i + k]);
-      if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return i;
-    }
-    i += len;
-  }
-  return std::string_view::npos;
-}
 
 // The name for a message: whole when short, else its first ~60 bytes cut at a character
 // boundary. Only called once the name is known to be valid UTF-8 without control characters.
@@ -59,7 +23,7 @@ name_check fail(std::string message) { return {{}, std::move(message)}; }
 
 name_check check_filename(std::string_view raw) {
   if (raw.empty()) return fail("file name is empty");
-  if (auto bad = first_invalid_utf8(raw); bad != std::string_view::npos)
+  if (auto bad = commerceml::find_invalid_utf8(raw); bad != std::string_view::npos)
     return fail("file name is not valid UTF-8 at byte " + std::to_string(bad));
   for (std::size_t i = 0; i < raw.size(); ++i) {
     auto c = static_cast<unsigned char>(raw[i]);

@@ -5,10 +5,8 @@
 #include <unistd.h>
 #include <zip.h>
 
-#include <array>
 #include <atomic>
 #include <cerrno>
-#include <cstring>
 #include <fstream>
 #include <memory>
 #include <set>
@@ -18,6 +16,7 @@
 #include <utility>
 
 #include "adapters/onec/filename.hpp"
+#include "commerceml/encoding.hpp"
 
 namespace obmen::onec {
 namespace {
@@ -28,82 +27,21 @@ constexpr std::uint64_t ratio_grace_bytes = 1ull << 20;
 constexpr std::size_t read_chunk = 64 * 1024;
 
 // ---------------------------------------------------------------------------------------------
-// Entry-name decoding. Local tables instead of commerceml/encoding.hpp: obmen_commerceml had no
-// implementation to link against when this was written.
+// Entry-name decoding.
 
-// Code points for bytes 0x80..0xFF.
-constexpr std::array<char16_t, 128> cp866_high = {
-    0x0410, 0x0411, 0x0412, 0x0413, 0x0414, 0x0415, 0x0416, 0x0417,
-    0x0418, 0x0419, 0x041A, 0x041B, 0x041C, 0x041D, 0x041E, 0x041F,
-    0x0420, 0x0421, 0x0422, 0x0423, 0x0424, 0x0425, 0x0426, 0x0427,
-    0x0428, 0x0429, 0x042A, 0x042B, 0x042C, 0x042D, 0x042E, 0x042F,
-    0x0430, 0x0431, 0x0432, 0x0433, 0x0434, 0x0435, 0x0436, 0x0437,
-    0x0438, 0x0439, 0x043A, 0x043B, 0x043C, 0x043D, 0x043E, 0x043F,
-    0x2591, 0x2592, 0x2593, 0x2502, 0x2524, 0x2561, 0x2562, 0x2556,
-    0x2555, 0x2563, 0x2551, 0x2557, 0x255D, 0x255C, 0x255B, 0x2510,
-    0x2514, 0x2534, 0x252C, 0x251C, 0x2500, 0x253C, 0x255E, 0x255F,
-    0x255A, 0x2554, 0x2569, 0x2566, 0x2560, 0x2550, 0x256C, 0x2567,
-    0x2568, 0x2564, 0x2565, 0x2559, 0x2558, 0x2552, 0x2553, 0x256B,
-    0x256A, 0x2518, 0x250C, 0x2588, 0x2584, 0x258C, 0x2590, 0x2580,
-    0x0440, 0x0441, 0x0442, 0x0443, 0x0444, 0x0445, 0x0446, 0x0447,
-    0x0448, 0x0449, 0x044A, 0x044B, 0x044C, 0x044D, 0x044E, 0x044F,
-    0x0401, 0x0451, 0x0404, 0x0454, 0x0407, 0x0457, 0x040E, 0x045E,
-    0x00B0, 0x2219, 0x00B7, 0x221A, 0x2116, 0x00A4, 0x25A0, 0x00A0,
-};
-
-// 0x98 is unassigned in windows-1251; it becomes U+FFFD.
-constexpr std::array<char16_t, 128> cp1251_high = {
-    0x0402, 0x0403, 0x201A, 0x0453, 0x201E, 0x2026, 0x2020, 0x2021,
-    0x20AC, 0x2030, 0x0409, 0x2039, 0x040A, 0x040C, 0x040B, 0x040F,
-    0x0452, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
-    0xFFFD, 0x2122, 0x0459, 0x203A, 0x045A, 0x045C, 0x045B, 0x045F,
-    0x00A0, 0x040E, 0x045E, 0x0408, 0x00A4, 0x0490, 0x00A6, 0x00A7,
-    0x0401, 0x00A9, 0x0404, 0x00AB, 0x00AC, 0x00AD, 0x00AE, 0x0407,
-    0x00B0, 0x00B1, 0x0406, 0x0456, 0x0491, 0x00B5, 0x00B6, 0x00B7,
-    0x0451, 0x2116, 0x0454, 0x00BB, 0x0458, 0x0405, 0x0455, 0x0457,
-    0x0410, 0x0411, 0x0412, 0x0413, 0x0414, 0x0415, 0x0416, 0x0417,
-    0x0418, 0x0419, 0x041A, 0x041B, 0x041C, 0x041D, 0x041E, 0x041F,
-    0x0420, 0x0421, 0x0422, 0x0423, 0x0424, 0x0425, 0x0426, 0x0427,
-    0x0428, 0x0429, 0x042A, 0x042B, 0x042C, 0x042D, 0x042E, 0x042F,
-    0x0430, 0x0431, 0x0432, 0x0433, 0x0434, 0x0435, 0x0436, 0x0437,
-    0x0438, 0x0439, 0x043A, 0x043B, 0x043C, 0x043D, 0x043E, 0x043F,
-    0x0440, 0x0441, 0x0442, 0x0443, 0x0444, 0x0445, 0x0446, 0x0447,
-    0x0448, 0x0449, 0x044A, 0x044B, 0x044C, 0x044D, 0x044E, 0x044F,
-};
-
-using code_page = std::array<char16_t, 128>;
-
-char16_t code_point(const code_page& table, char c) {
-  auto b = static_cast<unsigned char>(c);
-  return b < 0x80 ? char16_t{b} : table[b - 0x80];
-}
-
-std::string decode(std::string_view raw, const code_page& table) {
-  std::string out;
-  out.reserve(raw.size() * 2);
-  for (char c : raw) {
-    char16_t cp = code_point(table, c);
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-  return out;
-}
-
-// Letters of the Russian alphabet only: counting all of U+0400..U+04FF would credit CP866's
-// Є є Ї ї Ў ў (bytes F2..F7, where windows-1251 has lowercase т..ч) to the wrong code page.
-std::size_t russian_letters(std::string_view raw, const code_page& table) {
+// Letters of the Russian alphabet (А..я, Ё, ё) in UTF-8 text. Counting all of U+0400..U+04FF
+// would credit CP866's Є є Ї ї Ў ў (bytes F2..F7, where windows-1251 has lowercase т..ч) to the
+// wrong code page.
+std::size_t russian_letters(std::string_view utf8) {
   std::size_t n = 0;
-  for (char c : raw) {
-    char16_t cp = code_point(table, c);
-    if ((cp >= 0x0410 && cp <= 0x044F) || cp == 0x0401 || cp == 0x0451) ++n;
+  for (std::size_t i = 0; i + 1 < utf8.size(); ++i) {
+    const auto lead = static_cast<unsigned char>(utf8[i]);
+    const auto next = static_cast<unsigned char>(utf8[i + 1]);
+    if ((lead == 0xD0 && (next == 0x81 || (next >= 0x90 && next <= 0xBF))) ||
+        (lead == 0xD1 && (next == 0x91 || (next >= 0x80 && next <= 0x8F)))) {
+      ++n;
+      ++i;
+    }
   }
   return n;
 }
@@ -114,19 +52,21 @@ std::size_t russian_letters(std::string_view raw, const code_page& table) {
 // windows-1251 gives strictly more Russian letters than CP866 it is taken instead. Ties (e.g. a
 // name of lowercase а..п only, which is valid Cyrillic either way) stay CP866.
 std::string decode_legacy_name(std::string_view raw) {
-  if (russian_letters(raw, cp1251_high) > russian_letters(raw, cp866_high))
-    return decode(raw, cp1251_high);
-  return decode(raw, cp866_high);
+  std::string oem = commerceml::cp866_to_utf8(raw);
+  std::string ansi = commerceml::cp1251_to_utf8(raw);
+  return russian_letters(ansi) > russian_letters(oem) ? ansi : oem;
 }
 
 // ---------------------------------------------------------------------------------------------
 
-// For quoting an entry name that may not have passed check_filename (control characters).
+// For quoting an entry name that may not have passed check_filename: control characters, and
+// every non-ASCII byte of a name that is not valid UTF-8, become \xNN.
 std::string printable(std::string_view s) {
+  const bool utf8 = commerceml::is_valid_utf8(s);
   std::string out;
   for (char c : s) {
     auto b = static_cast<unsigned char>(c);
-    if (b < 0x20 || b == 0x7F) {
+    if (b < 0x20 || b == 0x7F || (b >= 0x80 && !utf8)) {
       static constexpr char hex[] = "0123456789abcdef";
       out += "\\x";
       out += hex[b >> 4];

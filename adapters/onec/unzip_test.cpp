@@ -61,8 +61,10 @@ void make_zip(const fs::path& file, const std::vector<entry>& entries) {
       if (e.zeros > 0) {
         // calloc'ed pages stay unmapped until deflate reads them; libzip frees the buffer.
         source = zip_source_buffer(za, std::calloc(e.zeros, 1), e.zeros, 1);
+      } else if (e.data.empty()) {
+        source = zip_source_buffer(za, nullptr, 0, 0);   // libzip would not free a 0-byte buffer
       } else {
-        void* copy = std::malloc(e.data.size() + 1);
+        void* copy = std::malloc(e.data.size());
         std::copy(e.data.begin(), e.data.end(), static_cast<char*>(copy));
         source = zip_source_buffer(za, copy, e.data.size(), 1);
       }
@@ -294,6 +296,13 @@ TEST_CASE("unzip: zip bombs are stopped by the ratio limit") {
         "archive 'bomb.zip': entry 'zeros.bin': compression ratio exceeds max_ratio = 100");
   // Stopped just after the first MiB, not after inflating 200 MiB.
   CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(2));
+  CHECK(tree(tmp.path() / "out").empty());
+
+  // With the ratio check out of the way, the entry size limit stops it.
+  limits.max_ratio = 1000000;
+  limits.max_entry_bytes = 10u << 20;
+  CHECK(unzip_error_of(archive, tmp.path() / "out", limits) ==
+        "archive 'bomb.zip': entry 'zeros.bin': inflates to more than max_entry_bytes = 10485760");
   CHECK(tree(tmp.path() / "out").empty());
 }
 
