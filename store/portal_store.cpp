@@ -1,1 +1,961 @@
 #include "store/portal_store.hpp"
+
+#include <array>
+#include <atomic>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <stdexcept>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
+
+namespace obmen::store {
+
+// ─── counts ─────────────────────────────────────────────────────────────────────────────────
+
+entity_counts& entity_counts::operator+=(const entity_counts& o) {
+  inserted += o.inserted;
+  updated += o.updated;
+  unchanged += o.unchanged;
+  deactivated += o.deactivated;
+  skipped += o.skipped;
+  return *this;
+}
+
+import_counts& import_counts::operator+=(const import_counts& o) {
+  for (const auto& [entity, c] : o.by_entity) by_entity[entity] += c;
+  warnings.insert(warnings.end(), o.warnings.begin(), o.warnings.end());
+  return *this;
+}
+
+bool import_counts::changed() const {
+  for (const auto& [entity, c] : by_entity)
+    if (c.inserted != 0 || c.updated != 0 || c.deactivated != 0) return true;
+  return false;
+}
+
+namespace {
+
+// The order entities are applied in, which is the order a reader expects them in the summary.
+constexpr std::array<const char*, 9> entity_order = {
+    "categories", "attributes", "price_types", "warehouses", "products", "images", "offers", "prices", "stock"};
+
+template <class F>
+void for_each_entity(const std::map<std::string, entity_counts>& by_entity, F f) {
+  for (const char* name : entity_order)
+    if (auto it = by_entity.find(name); it != by_entity.end()) f(it->first, it->second);
+  for (const auto& [name, c] : by_entity) {
+    bool known = false;
+    for (const char* k : entity_order) known = known || name == k;
+    if (!known) f(name, c);
+  }
+}
+
+}  // namespace
+
+std::string import_counts::summary() const {
+  std::string out;
+  for_each_entity(by_entity, [&](const std::string& name, const entity_counts& c) {
+    if (!out.empty()) out += "; ";
+    out += name + ":";
+    std::string parts;
+    auto add = [&](std::int64_t n, const char* what) {
+      parts += (parts.empty() ? " " : ", ") + std::to_string(n) + " " + what;
+    };
+    const bool carried = c.inserted != 0 || c.updated != 0 || c.unchanged != 0;
+    if (carried || (c.deactivated == 0 && c.skipped == 0)) {
+      add(c.inserted, "new");
+      add(c.updated, "updated");
+      add(c.unchanged, "unchanged");
+    }
+    if (c.deactivated != 0) add(c.deactivated, "deactivated");
+    if (c.skipped != 0) add(c.skipped, "skipped");
+    out += parts;
+  });
+  if (!warnings.empty())
+    out += (out.empty() ? "" : "; ") + std::to_string(warnings.size()) +
+           (warnings.size() == 1 ? " warning" : " warnings");
+  if (out.empty()) out = "nothing imported";
+  return out;
+}
+
+nlohmann::json import_counts::to_json() const {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [name, c] : by_entity)
+    j[name] = {{"inserted", c.inserted},
+               {"updated", c.updated},
+               {"unchanged", c.unchanged},
+               {"deactivated", c.deactivated},
+               {"skipped", c.skipped}};
+  j["warnings"] = warnings;
+  return j;
+}
+
+// ─── staging helpers ────────────────────────────────────────────────────────────────────────
+
+namespace {
+
+using field = std::optional<std::string>;
+
+// Keeps at most this many warning texts per writer; the rest are counted in one last line.
+constexpr std::size_t max_warnings = 200;
+
+field text(const std::string& s) { return s.empty() ? field{} : field{s}; }
+field boolean(bool b) { return std::string(b ? "t" : "f"); }
+field json_text(const nlohmann::json& j, const char* empty) {
+  return j.is_null() ? std::string(empty) : j.dump();
+}
+
+// COPY rows into a staging table. libpqxx 6.4's stream_to writes tuples, escaping each field
+// for COPY's text format; std::nullopt becomes \N.
+template <std::size_t N>
+void copy_rows(pqxx::work& tx, const std::string& table, const std::array<const char*, N>& columns,
+               const std::vector<std::array<field, N>>& rows) {
+  if (rows.empty()) return;
+  pqxx::stream_to s{tx, table, std::vector<std::string>(columns.begin(), columns.end())};
+  for (const auto& r : rows) s << std::apply([](const auto&... f) { return std::make_tuple(f...); }, r);
+  s.complete();
+}
+
+// Rows of one batch by external id; when an id repeats, the last row wins (as a later element
+// of the same file would overwrite an earlier one) but keeps the first one's place.
+template <class T, class Key>
+std::vector<const T*> last_wins(const std::vector<T>& rows, Key key) {
+  std::unordered_map<std::string, std::size_t> at;
+  std::vector<const T*> out;
+  for (const auto& r : rows) {
+    auto [it, fresh] = at.try_emplace(key(r), out.size());
+    if (fresh)
+      out.push_back(&r);
+    else
+      out[it->second] = &r;
+  }
+  return out;
+}
+
+// True for text PostgreSQL's numeric accepts and that model::normalize_decimal leaves as is.
+bool is_decimal(const std::string& s) {
+  const auto n = model::normalize_decimal(s);
+  return n && *n == s;
+}
+
+// numeric(18,4) holds 14 digits before the point.
+bool fits_price(const std::string& s) {
+  const auto start = s.find_first_not_of("-0");
+  if (start == std::string::npos) return true;
+  const auto point = s.find('.');
+  const auto int_end = point == std::string::npos ? s.size() : point;
+  return int_end <= start || int_end - start <= 14;
+}
+
+std::int64_t count_of(const pqxx::result& r, int column = 0) { return r[0][column].as<std::int64_t>(); }
+
+// The staging tables live for the caller's transaction. They are created on the first writer
+// of a transaction; to_regclass tells whether an earlier writer already did.
+constexpr const char* staging_ddl = R"sql(
+CREATE TEMP TABLE obmen_stage_categories (
+  external_id text, parent_external_id text, name text, description text, active boolean
+) ON COMMIT DROP;
+CREATE TEMP TABLE obmen_stage_attributes (
+  external_id text, name text, value_type text, options jsonb, active boolean
+) ON COMMIT DROP;
+CREATE TEMP TABLE obmen_stage_price_types (
+  external_id text, code text, name text, currency text
+) ON COMMIT DROP;
+CREATE TEMP TABLE obmen_stage_warehouses (
+  external_id text, code text, name text, active boolean
+) ON COMMIT DROP;
+CREATE TEMP TABLE obmen_stage_products (
+  external_id text, version text, sku text, barcode text, code text, name text, full_name text,
+  description text, unit text, unit_code text, manufacturer text, vat_rate text,
+  category_external_id text, attributes jsonb, requisites jsonb, images_given boolean, active boolean
+) ON COMMIT DROP;
+CREATE TEMP TABLE obmen_stage_product_images (
+  product_external_id text, position int, sha256 text
+) ON COMMIT DROP;
+CREATE TEMP TABLE obmen_stage_offers (
+  external_id text, product_external_id text, characteristic_id text, version text, name text,
+  sku text, barcode text, characteristics jsonb, active boolean, header_only boolean,
+  quantity numeric, prices_given boolean, stock_given boolean
+) ON COMMIT DROP;
+CREATE TEMP TABLE obmen_stage_prices (
+  offer_external_id text, price_type_external_id text, value numeric(18,4), currency text,
+  unit text, coefficient numeric
+) ON COMMIT DROP;
+CREATE TEMP TABLE obmen_stage_stock (
+  offer_external_id text, warehouse_external_id text, quantity numeric
+) ON COMMIT DROP;
+CREATE TEMP TABLE obmen_merged (id bigint PRIMARY KEY, inserted boolean NOT NULL) ON COMMIT DROP;
+CREATE TEMP TABLE obmen_image_want (product_id bigint, position int, sha256 text) ON COMMIT DROP;
+CREATE TEMP TABLE obmen_image_changes (product_id bigint PRIMARY KEY) ON COMMIT DROP;
+CREATE TEMP TABLE obmen_carried (
+  writer bigint, entity text, external_id text, PRIMARY KEY (writer, entity, external_id)
+) ON COMMIT DROP;
+)sql";
+
+// Temp tables have no statistics; with a big batch the planner does better after ANALYZE.
+constexpr std::size_t analyze_above = 500;
+
+std::atomic<std::int64_t> next_writer_id{1};
+
+}  // namespace
+
+// ─── catalog_writer ─────────────────────────────────────────────────────────────────────────
+
+struct catalog_writer::impl {
+  pqxx::work& tx;
+  std::string source;
+  std::optional<std::int64_t> session;
+  std::int64_t writer_id = next_writer_id++;
+  import_counts counts;
+  std::size_t warnings_dropped = 0;
+
+  impl(pqxx::work& t, std::string s, std::optional<std::int64_t> sid) : tx(t), source(std::move(s)), session(sid) {
+    if (tx.exec1("SELECT to_regclass('pg_temp.obmen_stage_categories') IS NULL")[0].as<bool>()) tx.exec(staging_ddl);
+  }
+
+  void warn(std::string w) {
+    if (counts.warnings.size() < max_warnings) {
+      counts.warnings.push_back(std::move(w));
+      return;
+    }
+    ++warnings_dropped;
+    const auto line = "… and " + std::to_string(warnings_dropped) + " more warnings";
+    if (warnings_dropped == 1)
+      counts.warnings.push_back(line);
+    else
+      counts.warnings.back() = line;
+  }
+
+  void reset(std::initializer_list<const char*> tables) {
+    std::string sql = "TRUNCATE";
+    bool first = true;
+    for (const char* t : tables) {
+      sql += first ? " " : ", ";
+      sql += t;
+      first = false;
+    }
+    tx.exec(sql);
+  }
+
+  void analyze(const char* table, std::size_t rows) {
+    if (rows > analyze_above) tx.exec(std::string("ANALYZE ") + table);
+  }
+
+  // Remembers the batch's external ids: for finish_*(full) and, in an exchange session, for
+  // deactivate_unseen().
+  void carried(const char* entity, const char* stage_table) {
+    tx.exec_params(std::string("INSERT INTO obmen_carried (writer, entity, external_id) SELECT $1, $2, external_id FROM ") +
+                       stage_table + " ON CONFLICT DO NOTHING",
+                   writer_id, std::string(entity));
+    if (session)
+      tx.exec_params(std::string("INSERT INTO obmen.exchange_seen (session_id, entity, external_id) "
+                                 "SELECT $1, $2, external_id FROM ") +
+                         stage_table + " ON CONFLICT DO NOTHING",
+                     *session, std::string(entity));
+  }
+
+  // Rows of this source that the batch marks deleted and the portal still shows: the merge
+  // will update them, and they are reported as deactivated rather than updated.
+  std::int64_t marked_deleted(const char* table, const char* stage_table, const char* extra = "") {
+    return count_of(tx.exec_params(std::string("SELECT count(*) FROM ") + stage_table + " s JOIN portal." + table +
+                                       " t ON t.source = $1 AND t.external_id = s.external_id "
+                                       "WHERE NOT s.active AND t.active" + extra,
+                                   source));
+  }
+
+  // Runs a merge that fills obmen_merged (id, inserted) and returns {inserted, updated}.
+  std::pair<std::int64_t, std::int64_t> merged_counts() {
+    const auto r = tx.exec(
+        "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM obmen_merged");
+    return {count_of(r, 0), count_of(r, 1)};
+  }
+
+  void record(const char* entity, std::int64_t carried_rows, std::int64_t inserted, std::int64_t updated,
+              std::int64_t deactivated = 0, std::int64_t skipped = 0) {
+    entity_counts c;
+    c.inserted = inserted;
+    c.updated = updated - deactivated;
+    c.deactivated = deactivated;
+    c.unchanged = carried_rows - inserted - updated;
+    c.skipped = skipped;
+    counts.by_entity[entity] += c;
+  }
+
+  std::int64_t deactivate_not_carried(const char* entity) {
+    return count_of(tx.exec_params(
+        std::string("WITH d AS (UPDATE portal.") + entity +
+            " t SET active = false, updated_at = now() WHERE t.source = $1 AND t.active AND NOT EXISTS ("
+            "SELECT 1 FROM obmen_carried c WHERE c.writer = $2 AND c.entity = $3 AND c.external_id = t.external_id) "
+            "RETURNING 1) SELECT count(*) FROM d",
+        source, writer_id, std::string(entity)));
+  }
+
+  void finish(const char* entity, bool full) {
+    if (!full) return;
+    const auto n = deactivate_not_carried(entity);
+    if (n != 0) counts.by_entity[entity].deactivated += n;
+  }
+
+  void put_categories(const std::vector<model::category>& batch);
+  void put_attributes(const std::vector<attribute_row>& batch);
+  void put_price_types(const std::vector<price_type_row>& batch);
+  void put_warehouses(const std::vector<warehouse_row>& batch);
+  bool put_image(const std::string& sha256, const std::filesystem::path& file, const std::string& mime);
+  void put_products(const std::vector<product_row>& batch);
+  void put_offers(const std::vector<offer_row>& batch);
+  void merge_prices(std::int64_t skipped_by_value);
+  void merge_stock(std::int64_t skipped_by_value);
+};
+
+// ── categories ──
+
+void catalog_writer::impl::put_categories(const std::vector<model::category>& batch) {
+  std::vector<std::array<field, 5>> rows;
+  std::int64_t skipped = 0;
+  for (const auto* c : last_wins(batch, [](const model::category& c) { return c.external_id; })) {
+    if (c->external_id.empty()) {
+      warn("category '" + c->name + "': no external id; skipped");
+      ++skipped;
+      continue;
+    }
+    rows.push_back({c->external_id, text(c->parent_external_id == c->external_id ? "" : c->parent_external_id),
+                    c->name, text(c->description), boolean(c->active)});
+  }
+  if (rows.empty() && skipped == 0) return;
+  reset({"obmen_stage_categories", "obmen_merged"});
+  copy_rows(tx, "obmen_stage_categories", {"external_id", "parent_external_id", "name", "description", "active"}, rows);
+  analyze("obmen_stage_categories", rows.size());
+  carried("categories", "obmen_stage_categories");
+  const auto marked = marked_deleted("categories", "obmen_stage_categories");
+
+  // Parents already in the portal are resolved in the upsert; parents that arrive in this same
+  // batch exist only after it, so a second statement links those.
+  tx.exec_params(R"sql(
+    WITH src AS (
+      SELECT s.external_id, p.id AS parent_id, s.name, s.description, s.active
+        FROM obmen_stage_categories s
+        LEFT JOIN portal.categories p ON p.source = $1 AND p.external_id = s.parent_external_id),
+    up AS (
+      INSERT INTO portal.categories AS t (source, external_id, parent_id, name, description, active)
+      SELECT $1, external_id, parent_id, name, description, active FROM src
+       WHERE NOT EXISTS (SELECT 1 FROM portal.categories c WHERE c.source = $1 AND c.external_id = src.external_id
+                           AND (c.parent_id, c.name, c.description, c.active)
+                               IS NOT DISTINCT FROM (src.parent_id, src.name, src.description, src.active))
+      ON CONFLICT (source, external_id) DO UPDATE
+        SET parent_id = excluded.parent_id, name = excluded.name, description = excluded.description,
+            active = excluded.active, updated_at = now()
+        WHERE (t.parent_id, t.name, t.description, t.active)
+              IS DISTINCT FROM (excluded.parent_id, excluded.name, excluded.description, excluded.active)
+      RETURNING t.id, (t.xmax = 0) AS inserted)
+    INSERT INTO obmen_merged SELECT id, inserted FROM up)sql",
+                 source);
+  tx.exec_params(R"sql(
+    WITH fix AS (
+      UPDATE portal.categories c SET parent_id = p.id, updated_at = now()
+        FROM obmen_stage_categories s
+        JOIN portal.categories p ON p.source = $1 AND p.external_id = s.parent_external_id
+       WHERE c.source = $1 AND c.external_id = s.external_id AND c.parent_id IS DISTINCT FROM p.id
+      RETURNING c.id)
+    INSERT INTO obmen_merged SELECT id, false FROM fix ON CONFLICT (id) DO NOTHING)sql",
+                 source);
+  for (const auto& r : tx.exec_params(R"sql(
+      SELECT s.external_id, s.parent_external_id FROM obmen_stage_categories s
+       WHERE s.parent_external_id IS NOT NULL
+         AND NOT EXISTS (SELECT 1 FROM portal.categories p WHERE p.source = $1 AND p.external_id = s.parent_external_id)
+       ORDER BY 1)sql",
+                                      source))
+    warn("category '" + r[0].as<std::string>() + "': parent '" + r[1].as<std::string>() +
+         "' is not known; placed at the root");
+  const auto [ins, upd] = merged_counts();
+  record("categories", static_cast<std::int64_t>(rows.size()), ins, upd, marked, skipped);
+}
+
+// ── attributes, price types, warehouses ──
+
+void catalog_writer::impl::put_attributes(const std::vector<attribute_row>& batch) {
+  std::vector<std::array<field, 5>> rows;
+  for (const auto* a : last_wins(batch, [](const attribute_row& a) { return a.external_id; })) {
+    nlohmann::json options = nlohmann::json::array();
+    for (const auto& o : a->options) options.push_back({{"id", o.external_id}, {"value", o.value}});
+    rows.push_back({a->external_id, a->name, text(a->value_type), options.dump(), boolean(a->active)});
+  }
+  if (rows.empty()) return;
+  reset({"obmen_stage_attributes", "obmen_merged"});
+  copy_rows(tx, "obmen_stage_attributes", {"external_id", "name", "value_type", "options", "active"}, rows);
+  const auto marked = marked_deleted("attributes", "obmen_stage_attributes");
+  tx.exec_params(R"sql(
+    WITH up AS (
+      INSERT INTO portal.attributes AS t (source, external_id, name, value_type, options, active)
+      SELECT $1, external_id, name, value_type, options, active FROM obmen_stage_attributes s
+       WHERE NOT EXISTS (SELECT 1 FROM portal.attributes c WHERE c.source = $1 AND c.external_id = s.external_id
+                           AND (c.name, c.value_type, c.options, c.active)
+                               IS NOT DISTINCT FROM (s.name, s.value_type, s.options, s.active))
+      ON CONFLICT (source, external_id) DO UPDATE
+        SET name = excluded.name, value_type = excluded.value_type, options = excluded.options,
+            active = excluded.active, updated_at = now()
+        WHERE (t.name, t.value_type, t.options, t.active)
+              IS DISTINCT FROM (excluded.name, excluded.value_type, excluded.options, excluded.active)
+      RETURNING t.id, (t.xmax = 0) AS inserted)
+    INSERT INTO obmen_merged SELECT id, inserted FROM up)sql",
+                 source);
+  const auto [ins, upd] = merged_counts();
+  record("attributes", static_cast<std::int64_t>(rows.size()), ins, upd, marked);
+}
+
+void catalog_writer::impl::put_price_types(const std::vector<price_type_row>& batch) {
+  std::vector<std::array<field, 4>> rows;
+  for (const auto* p : last_wins(batch, [](const price_type_row& p) { return p.external_id; }))
+    rows.push_back({p->external_id, p->code.empty() ? p->external_id : p->code, p->name, text(p->currency)});
+  if (rows.empty()) return;
+  reset({"obmen_stage_price_types", "obmen_merged"});
+  copy_rows(tx, "obmen_stage_price_types", {"external_id", "code", "name", "currency"}, rows);
+  tx.exec_params(R"sql(
+    WITH up AS (
+      INSERT INTO portal.price_types AS t (source, external_id, code, name, currency, active)
+      SELECT $1, external_id, code, name, currency, true FROM obmen_stage_price_types s
+       WHERE NOT EXISTS (SELECT 1 FROM portal.price_types c WHERE c.source = $1 AND c.external_id = s.external_id
+                           AND (c.code, c.name, c.currency, c.active) IS NOT DISTINCT FROM (s.code, s.name, s.currency, true))
+      ON CONFLICT (source, external_id) DO UPDATE
+        SET code = excluded.code, name = excluded.name, currency = excluded.currency, active = true,
+            updated_at = now()
+        WHERE (t.code, t.name, t.currency, t.active)
+              IS DISTINCT FROM (excluded.code, excluded.name, excluded.currency, true)
+      RETURNING t.id, (t.xmax = 0) AS inserted)
+    INSERT INTO obmen_merged SELECT id, inserted FROM up)sql",
+                 source);
+  const auto [ins, upd] = merged_counts();
+  record("price_types", static_cast<std::int64_t>(rows.size()), ins, upd);
+}
+
+void catalog_writer::impl::put_warehouses(const std::vector<warehouse_row>& batch) {
+  std::vector<std::array<field, 4>> rows;
+  for (const auto* w : last_wins(batch, [](const warehouse_row& w) { return w.external_id; }))
+    rows.push_back({w->external_id, w->code.empty() ? w->external_id : w->code, w->name, boolean(w->active)});
+  if (rows.empty()) return;
+  reset({"obmen_stage_warehouses", "obmen_merged"});
+  copy_rows(tx, "obmen_stage_warehouses", {"external_id", "code", "name", "active"}, rows);
+  const auto marked = marked_deleted("warehouses", "obmen_stage_warehouses");
+  tx.exec_params(R"sql(
+    WITH up AS (
+      INSERT INTO portal.warehouses AS t (source, external_id, code, name, active)
+      SELECT $1, external_id, code, name, active FROM obmen_stage_warehouses s
+       WHERE NOT EXISTS (SELECT 1 FROM portal.warehouses c WHERE c.source = $1 AND c.external_id = s.external_id
+                           AND (c.code, c.name, c.active) IS NOT DISTINCT FROM (s.code, s.name, s.active))
+      ON CONFLICT (source, external_id) DO UPDATE
+        SET code = excluded.code, name = excluded.name, active = excluded.active, updated_at = now()
+        WHERE (t.code, t.name, t.active) IS DISTINCT FROM (excluded.code, excluded.name, excluded.active)
+      RETURNING t.id, (t.xmax = 0) AS inserted)
+    INSERT INTO obmen_merged SELECT id, inserted FROM up)sql",
+                 source);
+  const auto [ins, upd] = merged_counts();
+  record("warehouses", static_cast<std::int64_t>(rows.size()), ins, upd, marked);
+}
+
+// ── images ──
+
+bool catalog_writer::impl::put_image(const std::string& sha256, const std::filesystem::path& file,
+                                     const std::string& mime) {
+  if (sha256.size() != 64 || sha256.find_first_not_of("0123456789abcdef") != std::string::npos)
+    throw std::invalid_argument("put_image: '" + sha256 + "' is not a lowercase hex SHA-256");
+  auto& c = counts.by_entity["images"];
+  if (!tx.exec_params("SELECT 1 FROM portal.images WHERE sha256 = $1", sha256).empty()) {
+    ++c.unchanged;
+    return false;
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read image " + file.string());
+  std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (in.bad()) throw std::runtime_error("cannot read image " + file.string());
+  const auto size = static_cast<std::int64_t>(bytes.size());
+  const auto r = tx.exec_params(
+      "INSERT INTO portal.images (sha256, content, mime, size) VALUES ($1, $2, $3, $4) "
+      "ON CONFLICT (sha256) DO NOTHING RETURNING 1",
+      sha256, pqxx::binarystring(bytes), mime.empty() ? std::string("application/octet-stream") : mime, size);
+  if (r.empty()) {
+    ++c.unchanged;
+    return false;
+  }
+  ++c.inserted;
+  return true;
+}
+
+// ── products ──
+
+void catalog_writer::impl::put_products(const std::vector<product_row>& batch) {
+  std::vector<std::array<field, 17>> rows;
+  std::vector<std::array<field, 3>> images;
+  std::int64_t skipped = 0;
+  for (const auto* p : last_wins(batch, [](const product_row& p) { return p.external_id; })) {
+    if (p->external_id.empty()) {
+      warn("product '" + p->name + "': no external id; skipped");
+      ++skipped;
+      continue;
+    }
+    rows.push_back({p->external_id, text(p->version), text(p->sku), text(p->barcode), text(p->code), p->name,
+                    text(p->full_name), text(p->description), text(p->unit), text(p->unit_code),
+                    text(p->manufacturer), text(p->vat_rate), text(p->category_external_id),
+                    json_text(p->attributes, "{}"), json_text(p->requisites, "{}"), boolean(p->images.has_value()),
+                    boolean(p->active)});
+    if (p->images) {
+      int position = 0;
+      for (const auto& sha : *p->images) images.push_back({p->external_id, std::to_string(++position), sha});
+    }
+  }
+  if (rows.empty() && skipped == 0) return;
+  reset({"obmen_stage_products", "obmen_stage_product_images", "obmen_merged", "obmen_image_want",
+         "obmen_image_changes"});
+  copy_rows(tx, "obmen_stage_products",
+            {"external_id", "version", "sku", "barcode", "code", "name", "full_name", "description", "unit",
+             "unit_code", "manufacturer", "vat_rate", "category_external_id", "attributes", "requisites",
+             "images_given", "active"},
+            rows);
+  copy_rows(tx, "obmen_stage_product_images", {"product_external_id", "position", "sha256"}, images);
+  analyze("obmen_stage_products", rows.size());
+  analyze("obmen_stage_product_images", images.size());
+  carried("products", "obmen_stage_products");
+  const auto marked = marked_deleted("products", "obmen_stage_products");
+
+  tx.exec_params(R"sql(
+    WITH src AS (
+      SELECT s.external_id, s.sku, s.name, s.full_name, s.description, c.id AS category_id, s.unit, s.unit_code,
+             s.barcode, s.code, s.manufacturer, s.vat_rate, s.attributes, s.requisites, s.version, s.active
+        FROM obmen_stage_products s
+        LEFT JOIN portal.categories c ON c.source = $1 AND c.external_id = s.category_external_id),
+    up AS (
+      INSERT INTO portal.products AS t (source, external_id, sku, name, full_name, description, category_id,
+                                        unit, unit_code, barcode, code, manufacturer, vat_rate, attributes,
+                                        requisites, version, active)
+      SELECT $1, external_id, sku, name, full_name, description, category_id, unit, unit_code, barcode, code,
+             manufacturer, vat_rate, attributes, requisites, version, active
+        FROM src
+       WHERE NOT EXISTS (
+         SELECT 1 FROM portal.products c WHERE c.source = $1 AND c.external_id = src.external_id
+            AND (c.sku, c.name, c.full_name, c.description, c.category_id, c.unit, c.unit_code, c.barcode, c.code,
+                 c.manufacturer, c.vat_rate, c.attributes, c.requisites, c.version, c.active)
+                IS NOT DISTINCT FROM
+                (src.sku, src.name, src.full_name, src.description, src.category_id, src.unit, src.unit_code,
+                 src.barcode, src.code, src.manufacturer, src.vat_rate, src.attributes, src.requisites,
+                 src.version, src.active))
+      ON CONFLICT (source, external_id) DO UPDATE
+        SET sku = excluded.sku, name = excluded.name, full_name = excluded.full_name,
+            description = excluded.description, category_id = excluded.category_id, unit = excluded.unit,
+            unit_code = excluded.unit_code, barcode = excluded.barcode, code = excluded.code,
+            manufacturer = excluded.manufacturer, vat_rate = excluded.vat_rate,
+            attributes = excluded.attributes, requisites = excluded.requisites, version = excluded.version,
+            active = excluded.active, updated_at = now()
+        WHERE (t.sku, t.name, t.full_name, t.description, t.category_id, t.unit, t.unit_code, t.barcode,
+               t.code, t.manufacturer, t.vat_rate, t.attributes, t.requisites, t.version, t.active)
+              IS DISTINCT FROM
+              (excluded.sku, excluded.name, excluded.full_name, excluded.description, excluded.category_id,
+               excluded.unit, excluded.unit_code, excluded.barcode, excluded.code, excluded.manufacturer,
+               excluded.vat_rate, excluded.attributes, excluded.requisites, excluded.version, excluded.active)
+      RETURNING t.id, (t.xmax = 0) AS inserted)
+    INSERT INTO obmen_merged SELECT id, inserted FROM up)sql",
+                 source);
+  for (const auto& r : tx.exec_params(R"sql(
+      SELECT s.external_id, s.category_external_id FROM obmen_stage_products s
+       WHERE s.category_external_id IS NOT NULL
+         AND NOT EXISTS (SELECT 1 FROM portal.categories c WHERE c.source = $1 AND c.external_id = s.category_external_id)
+       ORDER BY 1)sql",
+                                      source))
+    warn("product '" + r[0].as<std::string>() + "': category '" + r[1].as<std::string>() + "' is not known");
+
+  if (!tx.exec("SELECT 1 FROM obmen_stage_products WHERE images_given LIMIT 1").empty()) {
+    for (const auto& r : tx.exec(R"sql(
+        SELECT s.product_external_id, s.sha256 FROM obmen_stage_product_images s
+         WHERE NOT EXISTS (SELECT 1 FROM portal.images i WHERE i.sha256 = s.sha256)
+         ORDER BY 1, s.position)sql"))
+      warn("product '" + r[0].as<std::string>() + "': image " + r[1].as<std::string>() + " is not stored; skipped");
+    // The list the product should have (stored images only, renumbered from 1) …
+    tx.exec_params(R"sql(
+      INSERT INTO obmen_image_want (product_id, position, sha256)
+      SELECT p.id, row_number() OVER (PARTITION BY p.id ORDER BY s.position), s.sha256
+        FROM obmen_stage_product_images s
+        JOIN portal.products p ON p.source = $1 AND p.external_id = s.product_external_id
+       WHERE EXISTS (SELECT 1 FROM portal.images i WHERE i.sha256 = s.sha256))sql",
+                   source);
+    // … the products whose current list differs …
+    tx.exec_params(R"sql(
+      INSERT INTO obmen_image_changes (product_id)
+      SELECT p.id FROM obmen_stage_products s
+        JOIN portal.products p ON p.source = $1 AND p.external_id = s.external_id
+       WHERE s.images_given
+         AND (SELECT array_agg(pi.sha256 ORDER BY pi.position) FROM portal.product_images pi WHERE pi.product_id = p.id)
+             IS DISTINCT FROM
+             (SELECT array_agg(w.sha256 ORDER BY w.position) FROM obmen_image_want w WHERE w.product_id = p.id))sql",
+                   source);
+    // … get the new list as a whole; a changed list is a change of the product.
+    tx.exec(R"sql(
+      DELETE FROM portal.product_images WHERE product_id IN (SELECT product_id FROM obmen_image_changes))sql");
+    tx.exec(R"sql(
+      INSERT INTO portal.product_images (product_id, position, sha256)
+      SELECT w.product_id, w.position, w.sha256 FROM obmen_image_want w
+       WHERE w.product_id IN (SELECT product_id FROM obmen_image_changes))sql");
+    tx.exec(R"sql(
+      WITH touched AS (
+        UPDATE portal.products p SET updated_at = now()
+         WHERE p.id IN (SELECT product_id FROM obmen_image_changes)
+           AND p.id NOT IN (SELECT id FROM obmen_merged)
+        RETURNING p.id)
+      INSERT INTO obmen_merged SELECT id, false FROM touched)sql");
+  }
+  const auto [ins, upd] = merged_counts();
+  record("products", static_cast<std::int64_t>(rows.size()), ins, upd, marked, skipped);
+}
+
+// ── offers, prices, stock ──
+
+void catalog_writer::impl::put_offers(const std::vector<offer_row>& batch) {
+  std::vector<std::array<field, 13>> rows;
+  std::vector<std::array<field, 6>> prices;
+  std::vector<std::array<field, 3>> stock;
+  std::int64_t skipped = 0, prices_bad = 0, stock_bad = 0;
+  bool any_prices = false, any_stock = false;
+  for (const auto* o : last_wins(batch, [](const offer_row& o) { return o.external_id; })) {
+    if (o->external_id.empty()) {
+      warn("offer '" + o->name + "': no external id; skipped");
+      ++skipped;
+      continue;
+    }
+    field quantity;
+    if (o->quantity) {
+      if (is_decimal(*o->quantity))
+        quantity = *o->quantity;
+      else
+        warn("offer '" + o->external_id + "': quantity '" + *o->quantity + "' is not a number; left as it was");
+    }
+    rows.push_back({o->external_id, text(o->product_external_id), text(o->characteristic_id), text(o->version),
+                    o->name, text(o->sku), text(o->barcode), json_text(o->characteristics, "[]"),
+                    boolean(o->active), boolean(o->header_only), quantity, boolean(o->prices.has_value()),
+                    boolean(o->stock.has_value())});
+    if (o->prices) {
+      any_prices = true;
+      for (const auto* p : last_wins(*o->prices, [](const price_row& p) { return p.price_type_external_id; })) {
+        if (!is_decimal(p->value) || !fits_price(p->value) || (!p->coefficient.empty() && !is_decimal(p->coefficient))) {
+          warn("offer '" + o->external_id + "': price '" + p->value + "' (coefficient '" + p->coefficient +
+               "') for price type '" + p->price_type_external_id + "' is not a valid amount; price skipped");
+          ++prices_bad;
+          continue;
+        }
+        prices.push_back({o->external_id, p->price_type_external_id, p->value, text(p->currency), text(p->unit),
+                          text(p->coefficient)});
+      }
+    }
+    if (o->stock) {
+      any_stock = true;
+      for (const auto* s : last_wins(*o->stock, [](const stock_row& s) { return s.warehouse_external_id; })) {
+        if (!is_decimal(s->quantity)) {
+          warn("offer '" + o->external_id + "': quantity '" + s->quantity + "' at warehouse '" +
+               s->warehouse_external_id + "' is not a number; stock skipped");
+          ++stock_bad;
+          continue;
+        }
+        stock.push_back({o->external_id, s->warehouse_external_id, s->quantity});
+      }
+    }
+  }
+  if (rows.empty() && skipped == 0) return;
+  reset({"obmen_stage_offers", "obmen_stage_prices", "obmen_stage_stock", "obmen_merged"});
+  copy_rows(tx, "obmen_stage_offers",
+            {"external_id", "product_external_id", "characteristic_id", "version", "name", "sku", "barcode",
+             "characteristics", "active", "header_only", "quantity", "prices_given", "stock_given"},
+            rows);
+  copy_rows(tx, "obmen_stage_prices",
+            {"offer_external_id", "price_type_external_id", "value", "currency", "unit", "coefficient"}, prices);
+  copy_rows(tx, "obmen_stage_stock", {"offer_external_id", "warehouse_external_id", "quantity"}, stock);
+  analyze("obmen_stage_offers", rows.size());
+  analyze("obmen_stage_prices", prices.size());
+  analyze("obmen_stage_stock", stock.size());
+  carried("offers", "obmen_stage_offers");
+  const auto marked = marked_deleted("offers", "obmen_stage_offers", " AND NOT s.header_only");
+
+  // Complete offers: upsert everything they carry. A quantity the element did not carry is kept.
+  tx.exec_params(R"sql(
+    WITH src AS (
+      SELECT s.external_id, p.id AS product_id, s.product_external_id, s.characteristic_id,
+             coalesce(nullif(s.name, ''), p.name, s.external_id) AS name, s.sku, s.barcode, s.characteristics,
+             s.quantity, s.version, s.active
+        FROM obmen_stage_offers s
+        LEFT JOIN portal.products p ON p.source = $1 AND p.external_id = s.product_external_id
+       WHERE NOT s.header_only),
+    up AS (
+      INSERT INTO portal.offers AS t (source, external_id, product_id, product_external_id, characteristic_id,
+                                      name, sku, barcode, characteristics, quantity, version, active)
+      SELECT $1, external_id, product_id, product_external_id, characteristic_id, name, sku, barcode,
+             characteristics, quantity, version, active
+        FROM src
+       WHERE NOT EXISTS (
+         SELECT 1 FROM portal.offers c WHERE c.source = $1 AND c.external_id = src.external_id
+            AND (c.product_id, c.product_external_id, c.characteristic_id, c.name, c.sku, c.barcode,
+                 c.characteristics, c.quantity, c.version, c.active)
+                IS NOT DISTINCT FROM
+                (src.product_id, src.product_external_id, src.characteristic_id, src.name, src.sku, src.barcode,
+                 src.characteristics, coalesce(src.quantity, c.quantity), src.version, src.active))
+      ON CONFLICT (source, external_id) DO UPDATE
+        SET product_id = excluded.product_id, product_external_id = excluded.product_external_id,
+            characteristic_id = excluded.characteristic_id, name = excluded.name, sku = excluded.sku,
+            barcode = excluded.barcode, characteristics = excluded.characteristics,
+            quantity = coalesce(excluded.quantity, t.quantity), version = excluded.version,
+            active = excluded.active, updated_at = now()
+        WHERE (t.product_id, t.product_external_id, t.characteristic_id, t.name, t.sku, t.barcode,
+               t.characteristics, t.quantity, t.version, t.active)
+              IS DISTINCT FROM
+              (excluded.product_id, excluded.product_external_id, excluded.characteristic_id, excluded.name,
+               excluded.sku, excluded.barcode, excluded.characteristics, coalesce(excluded.quantity, t.quantity),
+               excluded.version, excluded.active)
+      RETURNING t.id, (t.xmax = 0) AS inserted)
+    INSERT INTO obmen_merged SELECT id, inserted FROM up)sql",
+                 source);
+  for (const auto& r : tx.exec_params(R"sql(
+      SELECT s.external_id, s.product_external_id FROM obmen_stage_offers s
+       WHERE NOT s.header_only AND s.product_external_id IS NOT NULL
+         AND NOT EXISTS (SELECT 1 FROM portal.products p WHERE p.source = $1 AND p.external_id = s.product_external_id)
+       ORDER BY 1)sql",
+                                      source))
+    warn("offer '" + r[0].as<std::string>() + "': product '" + r[1].as<std::string>() + "' is not known");
+
+  // Header-only offers (split prices/rests files) carry no descriptive data: an existing offer
+  // keeps its name, sku, barcode, characteristics, version and active flag; only the total
+  // quantity and a missing product link are filled in.
+  tx.exec_params(R"sql(
+    WITH src AS (
+      SELECT s.external_id, s.quantity, p.id AS product_id
+        FROM obmen_stage_offers s
+        LEFT JOIN portal.products p ON p.source = $1 AND p.external_id = s.product_external_id
+       WHERE s.header_only),
+    upd AS (
+      UPDATE portal.offers t
+         SET quantity = coalesce(src.quantity, t.quantity), product_id = coalesce(t.product_id, src.product_id),
+             updated_at = now()
+        FROM src
+       WHERE t.source = $1 AND t.external_id = src.external_id
+         AND (t.quantity, t.product_id)
+             IS DISTINCT FROM (coalesce(src.quantity, t.quantity), coalesce(t.product_id, src.product_id))
+      RETURNING t.id)
+    INSERT INTO obmen_merged SELECT id, false FROM upd)sql",
+                 source);
+  // A header-only offer the portal does not know yet is created when its product is known.
+  tx.exec_params(R"sql(
+    WITH ins AS (
+      INSERT INTO portal.offers (source, external_id, product_id, product_external_id, characteristic_id, name,
+                                 sku, barcode, characteristics, quantity, version, active)
+      SELECT $1, s.external_id, p.id, s.product_external_id, s.characteristic_id, coalesce(nullif(s.name, ''), p.name),
+             s.sku, s.barcode, s.characteristics, s.quantity, s.version, s.active
+        FROM obmen_stage_offers s
+        JOIN portal.products p ON p.source = $1 AND p.external_id = s.product_external_id
+       WHERE s.header_only
+         AND NOT EXISTS (SELECT 1 FROM portal.offers o WHERE o.source = $1 AND o.external_id = s.external_id)
+      ON CONFLICT (source, external_id) DO NOTHING
+      RETURNING id)
+    INSERT INTO obmen_merged SELECT id, true FROM ins)sql",
+                 source);
+  std::int64_t unknown = 0;
+  for (const auto& r : tx.exec_params(R"sql(
+      SELECT s.external_id FROM obmen_stage_offers s
+       WHERE s.header_only
+         AND NOT EXISTS (SELECT 1 FROM portal.offers o WHERE o.source = $1 AND o.external_id = s.external_id)
+       ORDER BY 1)sql",
+                                      source)) {
+    warn("offer '" + r[0].as<std::string>() + "': unknown offer and product; prices/stock skipped");
+    ++unknown;
+  }
+  const auto [ins, upd] = merged_counts();
+  record("offers", static_cast<std::int64_t>(rows.size()) - unknown, ins, upd, marked, skipped + unknown);
+
+  if (any_prices) merge_prices(prices_bad);
+  if (any_stock) merge_stock(stock_bad);
+}
+
+void catalog_writer::impl::merge_prices(std::int64_t skipped_by_value) {
+  for (const auto& r : tx.exec_params(R"sql(
+      SELECT s.offer_external_id, s.price_type_external_id FROM obmen_stage_prices s
+       WHERE EXISTS (SELECT 1 FROM portal.offers o WHERE o.source = $1 AND o.external_id = s.offer_external_id)
+         AND NOT EXISTS (SELECT 1 FROM portal.price_types pt
+                          WHERE pt.source = $1 AND pt.external_id = s.price_type_external_id)
+       ORDER BY 1, 2)sql",
+                                      source))
+    warn("offer '" + r[0].as<std::string>() + "': price type '" + r[1].as<std::string>() +
+         "' is not declared; price skipped");
+  const auto r = tx.exec_params(R"sql(
+    WITH src AS (
+      SELECT o.id AS offer_id, pt.id AS price_type_id, s.value, s.currency, s.unit,
+             coalesce(s.coefficient, 1) AS coefficient
+        FROM obmen_stage_prices s
+        JOIN portal.offers o ON o.source = $1 AND o.external_id = s.offer_external_id
+        JOIN portal.price_types pt ON pt.source = $1 AND pt.external_id = s.price_type_external_id),
+    up AS (
+      INSERT INTO portal.prices AS t (offer_id, price_type_id, value, currency, unit, coefficient, active)
+      SELECT offer_id, price_type_id, value, currency, unit, coefficient, true FROM src
+       WHERE NOT EXISTS (SELECT 1 FROM portal.prices c WHERE c.offer_id = src.offer_id AND c.price_type_id = src.price_type_id
+                           AND (c.value, c.currency, c.unit, c.coefficient, c.active)
+                               IS NOT DISTINCT FROM (src.value, src.currency, src.unit, src.coefficient, true))
+      ON CONFLICT (offer_id, price_type_id) DO UPDATE
+        SET value = excluded.value, currency = excluded.currency, unit = excluded.unit,
+            coefficient = excluded.coefficient, active = true, updated_at = now()
+        WHERE (t.value, t.currency, t.unit, t.coefficient, t.active)
+              IS DISTINCT FROM (excluded.value, excluded.currency, excluded.unit, excluded.coefficient, true)
+      RETURNING (t.xmax = 0) AS inserted)
+    SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM obmen_stage_prices),
+           count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
+      FROM up)sql",
+                                source);
+  const auto applied = count_of(r, 0), staged = count_of(r, 1), ins = count_of(r, 2), upd = count_of(r, 3);
+  // An offer that carried prices has exactly those: a price type it no longer lists is switched off.
+  const auto deactivated = count_of(tx.exec_params(R"sql(
+    WITH d AS (
+      UPDATE portal.prices p SET active = false, updated_at = now()
+        FROM obmen_stage_offers so
+        JOIN portal.offers o ON o.source = $1 AND o.external_id = so.external_id
+       WHERE so.prices_given AND p.offer_id = o.id AND p.active
+         AND NOT EXISTS (SELECT 1 FROM obmen_stage_prices sp
+                           JOIN portal.price_types pt ON pt.source = $1 AND pt.external_id = sp.price_type_external_id
+                          WHERE sp.offer_external_id = so.external_id AND pt.id = p.price_type_id)
+      RETURNING 1)
+    SELECT count(*) FROM d)sql",
+                                                   source));
+  entity_counts c;
+  c.inserted = ins;
+  c.updated = upd;
+  c.unchanged = applied - ins - upd;
+  c.deactivated = deactivated;
+  c.skipped = staged - applied + skipped_by_value;
+  counts.by_entity["prices"] += c;
+}
+
+void catalog_writer::impl::merge_stock(std::int64_t skipped_by_value) {
+  for (const auto& r : tx.exec_params(R"sql(
+      SELECT s.offer_external_id, s.warehouse_external_id FROM obmen_stage_stock s
+       WHERE EXISTS (SELECT 1 FROM portal.offers o WHERE o.source = $1 AND o.external_id = s.offer_external_id)
+         AND NOT EXISTS (SELECT 1 FROM portal.warehouses w
+                          WHERE w.source = $1 AND w.external_id = s.warehouse_external_id)
+       ORDER BY 1, 2)sql",
+                                      source))
+    warn("offer '" + r[0].as<std::string>() + "': warehouse '" + r[1].as<std::string>() +
+         "' is not declared; stock skipped");
+  const auto r = tx.exec_params(R"sql(
+    WITH src AS (
+      SELECT o.id AS offer_id, w.id AS warehouse_id, s.quantity
+        FROM obmen_stage_stock s
+        JOIN portal.offers o ON o.source = $1 AND o.external_id = s.offer_external_id
+        JOIN portal.warehouses w ON w.source = $1 AND w.external_id = s.warehouse_external_id),
+    up AS (
+      INSERT INTO portal.stock AS t (offer_id, warehouse_id, quantity)
+      SELECT offer_id, warehouse_id, quantity FROM src
+       WHERE NOT EXISTS (SELECT 1 FROM portal.stock c WHERE c.offer_id = src.offer_id
+                           AND c.warehouse_id = src.warehouse_id AND c.quantity = src.quantity)
+      ON CONFLICT (offer_id, warehouse_id) DO UPDATE
+        SET quantity = excluded.quantity, updated_at = now()
+        WHERE t.quantity IS DISTINCT FROM excluded.quantity
+      RETURNING (t.xmax = 0) AS inserted)
+    SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM obmen_stage_stock),
+           count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
+      FROM up)sql",
+                                source);
+  const auto applied = count_of(r, 0), staged = count_of(r, 1), ins = count_of(r, 2), upd = count_of(r, 3);
+  // An offer that carried stock has exactly that: any other warehouse holds none of it now.
+  const auto zeroed = count_of(tx.exec_params(R"sql(
+    WITH z AS (
+      UPDATE portal.stock st SET quantity = 0, updated_at = now()
+        FROM obmen_stage_offers so
+        JOIN portal.offers o ON o.source = $1 AND o.external_id = so.external_id
+       WHERE so.stock_given AND st.offer_id = o.id AND st.quantity <> 0
+         AND NOT EXISTS (SELECT 1 FROM obmen_stage_stock ss
+                           JOIN portal.warehouses w ON w.source = $1 AND w.external_id = ss.warehouse_external_id
+                          WHERE ss.offer_external_id = so.external_id AND w.id = st.warehouse_id)
+      RETURNING 1)
+    SELECT count(*) FROM z)sql",
+                                              source));
+  entity_counts c;
+  c.inserted = ins;
+  c.updated = upd + zeroed;
+  c.unchanged = applied - ins - upd;
+  c.skipped = staged - applied + skipped_by_value;
+  counts.by_entity["stock"] += c;
+}
+
+// ── public face ──
+
+catalog_writer::catalog_writer(pqxx::work& tx, std::string source, std::optional<std::int64_t> exchange_session_id)
+    : impl_(std::make_unique<impl>(tx, std::move(source), exchange_session_id)) {}
+catalog_writer::~catalog_writer() = default;
+catalog_writer::catalog_writer(catalog_writer&&) noexcept = default;
+catalog_writer& catalog_writer::operator=(catalog_writer&&) noexcept = default;
+
+void catalog_writer::put_categories(const std::vector<model::category>& b) { impl_->put_categories(b); }
+void catalog_writer::put_attributes(const std::vector<attribute_row>& b) { impl_->put_attributes(b); }
+void catalog_writer::put_price_types(const std::vector<price_type_row>& b) { impl_->put_price_types(b); }
+void catalog_writer::put_warehouses(const std::vector<warehouse_row>& b) { impl_->put_warehouses(b); }
+bool catalog_writer::put_image(const std::string& sha256, const std::filesystem::path& file, const std::string& mime) {
+  return impl_->put_image(sha256, file, mime);
+}
+void catalog_writer::put_products(const std::vector<product_row>& b) { impl_->put_products(b); }
+void catalog_writer::put_offers(const std::vector<offer_row>& b) { impl_->put_offers(b); }
+
+void catalog_writer::finish_categories(bool full) { impl_->finish("categories", full); }
+void catalog_writer::finish_products(bool full) { impl_->finish("products", full); }
+void catalog_writer::finish_offers(bool full) { impl_->finish("offers", full); }
+
+std::map<std::string, attribute_row> catalog_writer::known_attributes() {
+  std::map<std::string, attribute_row> out;
+  for (const auto& r : impl_->tx.exec_params(
+           "SELECT external_id, name, coalesce(value_type, ''), options::text, active FROM portal.attributes "
+           "WHERE source = $1",
+           impl_->source)) {
+    attribute_row a;
+    a.external_id = r[0].as<std::string>();
+    a.name = r[1].as<std::string>();
+    a.value_type = r[2].as<std::string>();
+    for (const auto& o : nlohmann::json::parse(r[3].as<std::string>()))
+      a.options.push_back({o.value("id", ""), o.value("value", "")});
+    a.active = r[4].as<bool>();
+    out.emplace(a.external_id, std::move(a));
+  }
+  return out;
+}
+
+std::map<std::string, std::string> catalog_writer::known_price_types() {
+  std::map<std::string, std::string> out;
+  for (const auto& r : impl_->tx.exec_params("SELECT external_id, code FROM portal.price_types WHERE source = $1",
+                                             impl_->source))
+    out.emplace(r[0].as<std::string>(), r[1].as<std::string>());
+  return out;
+}
+
+std::map<std::string, std::string> catalog_writer::known_warehouses() {
+  std::map<std::string, std::string> out;
+  for (const auto& r : impl_->tx.exec_params("SELECT external_id, code FROM portal.warehouses WHERE source = $1",
+                                             impl_->source))
+    out.emplace(r[0].as<std::string>(), r[1].as<std::string>());
+  return out;
+}
+
+const import_counts& catalog_writer::counts() const { return impl_->counts; }
+
+// ─── deactivate_unseen ──────────────────────────────────────────────────────────────────────
+
+import_counts deactivate_unseen(pqxx::work& tx, const std::string& source, std::int64_t exchange_session_id) {
+  import_counts out;
+  for (const char* entity : {"categories", "products", "offers"}) {
+    // A session that carried none of an entity (an offers-only exchange, say) says nothing about
+    // which of them still exist: deactivating them all would empty the portal's catalog.
+    if (tx.exec_params("SELECT 1 FROM obmen.exchange_seen WHERE session_id = $1 AND entity = $2 LIMIT 1",
+                       exchange_session_id, std::string(entity))
+            .empty()) {
+      out.warnings.push_back(std::string(entity) + ": exchange session " + std::to_string(exchange_session_id) +
+                             " carried none; left as they are");
+      continue;
+    }
+    const auto n = count_of(tx.exec_params(
+        std::string("WITH d AS (UPDATE portal.") + entity +
+            " t SET active = false, updated_at = now() WHERE t.source = $1 AND t.active AND NOT EXISTS ("
+            "SELECT 1 FROM obmen.exchange_seen s WHERE s.session_id = $2 AND s.entity = $3 "
+            "AND s.external_id = t.external_id) RETURNING 1) SELECT count(*) FROM d",
+        source, exchange_session_id, std::string(entity)));
+    out.by_entity[entity].deactivated += n;
+  }
+  return out;
+}
+
+}  // namespace obmen::store

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -92,6 +93,9 @@ class catalog_writer {
   // exchange_session_id: the obmen.exchange_sessions row this import belongs to (for
   // `deactivate`), or nullopt for imports from the CLI.
   catalog_writer(pqxx::work& tx, std::string source, std::optional<std::int64_t> exchange_session_id);
+  ~catalog_writer();
+  catalog_writer(catalog_writer&&) noexcept;
+  catalog_writer& operator=(catalog_writer&&) noexcept;
 
   void put_categories(const std::vector<model::category>&);
   void put_attributes(const std::vector<attribute_row>&);
@@ -113,6 +117,10 @@ class catalog_writer {
   std::map<std::string, std::string> known_warehouses();    // external id → code
 
   const import_counts& counts() const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
 };
 
 // `deactivate` of the 1C protocol: marks this source's products, offers and categories that no
