@@ -654,3 +654,90 @@ TEST_CASE("hostile input: entity expansion and deep nesting") {
   CHECK(sliced_error(deep, "deep.xml") == expected);
   CHECK(whole_error(deep, "deep.xml") == expected);
 }
+
+namespace {
+
+// A catalog of `count` products made up on the fly, so that a big input costs no memory here.
+class generated_catalog final : public detail::byte_source {
+ public:
+  explicit generated_catalog(std::size_t count) : count_(count) { rewind(); }
+  std::size_t read(char* out, std::size_t n) override {
+    std::size_t done = 0;
+    while (done < n) {
+      if (pos_ == piece_.size() && !next_piece()) break;
+      const std::size_t k = std::min(n - done, piece_.size() - pos_);
+      piece_.copy(out + done, k, pos_);
+      pos_ += k;
+      done += k;
+    }
+    bytes_ += done;
+    return done;
+  }
+  void rewind() override {
+    index_ = 0;
+    piece_ =
+        "\xEF\xBB\xBF<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        "<КоммерческаяИнформация xmlns=\"urn:1C.ru:commerceml_2\" ВерсияСхемы=\"2.07\">\n"
+        "<Каталог СодержитТолькоИзменения=\"false\"><Ид>c</Ид><Товары>\n";
+    pos_ = 0;
+  }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  bool next_piece() {
+    if (index_ > count_) return false;
+    if (index_ == count_) {
+      piece_ = "</Товары></Каталог></КоммерческаяИнформация>\n";
+    } else {
+      piece_ = "  <Товар><Ид>" + std::to_string(index_) +
+               "</Ид><Артикул>АРТ-1</Артикул><Наименование>Портативный коврик Portable 140x200x1 см</Наименование>"
+               "<БазоваяЕдиница Код=\"796 \" НаименованиеПолное=\"Штука\">шт</БазоваяЕдиница>"
+               "<Группы><Ид>5a1b2c3d-0000-11e7-80c2-0cc47ab29cd1</Ид></Группы>"
+               "<Описание>Коврик для пикника из мягкого флиса с непромокаемой основой; складывается в сумку.</Описание>"
+               "<ЗначенияСвойств><ЗначенияСвойства><Ид>p1</Ид><Значение>42</Значение></ЗначенияСвойства></ЗначенияСвойств>"
+               "<СтавкиНалогов><СтавкаНалога><Наименование>НДС</Наименование><Ставка>20</Ставка></СтавкаНалога></СтавкиНалогов>"
+               "<ЗначенияРеквизитов><ЗначениеРеквизита><Наименование>Полное наименование</Наименование>"
+               "<Значение>Портативный коврик Portable 140x200x1 см, деревянные лошадки</Значение></ЗначениеРеквизита>"
+               "</ЗначенияРеквизитов></Товар>\n";
+    }
+    ++index_;
+    pos_ = 0;
+    return true;
+  }
+  std::size_t count_;
+  std::size_t index_ = 0;
+  std::string piece_;
+  std::size_t pos_ = 0;
+  std::size_t bytes_ = 0;
+};
+
+std::size_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::size_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+}
+
+struct counting_sink final : catalog_sink {
+  std::size_t products = 0, peak_rss = 0;
+  bool in_order = true;
+  void on_products(std::vector<model::product> v) override {
+    for (const auto& p : v) in_order = in_order && p.external_id == std::to_string(products++);
+    peak_rss = std::max(peak_rss, resident_bytes());
+  }
+};
+
+}  // namespace
+
+TEST_CASE("memory stays bounded: 120 000 products (~160 MB) through the sliced reader") {
+  generated_catalog source(120'000);
+  counting_sink sink;
+  const std::size_t before = resident_bytes();
+  detail::read_sliced(source, "big.xml", sink, {});
+  CHECK(sink.products == 120'000);
+  CHECK(sink.in_order);
+  CHECK(source.bytes() > 2 * 150'000'000);  // read twice
+  MESSAGE("input " << source.bytes() / 2 / 1'000'000 << " MB, resident growth "
+                   << (sink.peak_rss - std::min(before, sink.peak_rss)) / 1'000'000 << " MB");
+  CHECK(sink.peak_rss < before + 48'000'000);
+}

@@ -195,6 +195,10 @@ void scanner::decode(std::string_view raw) {
     window_ += cp1251_to_utf8(raw);
     return;
   }
+  if (!info_) {  // pass 2: pass 1 has validated these very bytes
+    window_.append(raw);
+    return;
+  }
   std::string joined;
   if (!pending_.empty()) {
     joined = std::exchange(pending_, {});

@@ -1,18 +1,37 @@
 #include "commerceml/text_pos.hpp"
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <cstring>
 
 namespace obmen::commerceml::detail {
 
-text_pos advance(text_pos at, std::string_view s) {
-  for (const char ch : s) {
-    if (ch == '\n') {
-      ++at.line;
-      at.column = 1;
-    } else if ((static_cast<unsigned char>(ch) & 0xC0) != 0x80) {  // not a UTF-8 continuation byte
-      ++at.column;
-    }
+namespace {
+
+// Characters (bytes that are not UTF-8 continuation bytes) in s, eight bytes at a time.
+std::size_t count_characters(std::string_view s) {
+  std::size_t continuation = 0, i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    // 10xxxxxx: bit 7 set and bit 6 clear.
+    continuation += static_cast<std::size_t>(std::popcount(w & ~(w << 1) & 0x8080808080808080ULL));
   }
+  for (; i < s.size(); ++i) continuation += (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80;
+  return s.size() - continuation;
+}
+
+}  // namespace
+
+text_pos advance(text_pos at, std::string_view s) {
+  const std::size_t last_newline = s.rfind('\n');
+  if (last_newline == std::string_view::npos) {
+    at.column += static_cast<int>(count_characters(s));
+    return at;
+  }
+  at.line += static_cast<int>(std::count(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(last_newline) + 1, '\n'));
+  at.column = 1 + static_cast<int>(count_characters(s.substr(last_newline + 1)));
   return at;
 }
 
