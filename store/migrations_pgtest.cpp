@@ -1,6 +1,9 @@
 // Schema migrations on a real PostgreSQL ($OBMEN_TEST_DATABASE_URL).
 #include <doctest/doctest.h>
 
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -158,6 +161,39 @@ TEST_CASE("every table and column of the portal contract has a comment") {
     CAPTURE(t);
     CHECK(!tx.exec_params1("SELECT to_regclass($1) IS NULL", std::string("portal.") + t)[0].as<bool>());
   }
+}
+
+TEST_CASE("docs/schema.md documents every table and column of both schemas") {
+  // ctest sets OBMEN_SOURCE_DIR (cmake/testing.cmake); run by hand, the build's source dir.
+  const char* env = std::getenv("OBMEN_SOURCE_DIR");
+  const std::string path = std::string(env != nullptr ? env : OBMEN_SOURCE_DIR_AT_BUILD) + "/docs/schema.md";
+  std::ifstream in(path);
+  REQUIRE_MESSAGE(in, "cannot read " << path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  const std::string doc = buffer.str();
+
+  test_database db;
+  auto c = db.connect();
+  pqxx::work tx(*c);
+  std::string missing;
+  for (const auto& t : tx.exec("SELECT n.nspname || '.' || cl.relname, cl.oid FROM pg_class cl "
+                               "JOIN pg_namespace n ON n.oid = cl.relnamespace "
+                               "WHERE n.nspname IN ('portal', 'obmen') AND cl.relkind = 'r' ORDER BY 1")) {
+    const auto table = t[0].as<std::string>();
+    const auto start = doc.find("### `" + table + "`");
+    if (start == std::string::npos) {
+      missing += table + " ";
+      continue;
+    }
+    const auto section = doc.substr(start, doc.find("\n### ", start + 1) - start);
+    for (const auto& col : tx.exec_params("SELECT attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 "
+                                          "AND NOT attisdropped ORDER BY attnum",
+                                          t[1].as<std::string>()))
+      if (section.find("| `" + col[0].as<std::string>() + "` |") == std::string::npos)
+        missing += table + "." + col[0].as<std::string>() + " ";
+  }
+  CHECK(missing == "");
 }
 
 namespace {

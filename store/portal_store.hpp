@@ -7,7 +7,14 @@
 // reports only "unchanged". Nothing is ever hard-deleted: a full package deactivates what it
 // did not carry; deletion marks deactivate. Blocking: worker threads only.
 //
-// Rows arrive already translated by the mapping (portal codes, attribute names).
+// Rows arrive already translated by the mapping (portal codes, attribute names). Empty strings
+// are stored as NULL. A row updates its portal row (and moves updated_at) only when some stored
+// value differs; rows that are already as sent are not even locked. Problems with single rows
+// (an undeclared price type, an unknown parent …) do not abort the package: the row or value is
+// skipped or left NULL, counted, and described in import_counts::warnings. Database errors throw
+// pqxx exceptions and leave the caller's transaction aborted.
+//
+// Schema and column meanings: docs/schema.md.
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -35,8 +42,13 @@ struct import_counts {
   std::vector<std::string> warnings;   // e.g. "offer 'x#y': price type 'abc' is not declared; price skipped"
   import_counts& operator+=(const import_counts&);
   bool changed() const;                // anything inserted, updated or deactivated
-  // "categories 36 new, products 282 new 0 updated 0 unchanged …" — one line, for 1C's log and the CLI.
+  // One line for 1C's log and the CLI, entities in import order, only those present:
+  // "categories: 36 new, 0 updated, 0 unchanged; products: 282 new, 0 updated, 0 unchanged, 2 skipped; 2 warnings".
+  // "N deactivated" / "N skipped" appear when non-zero; an entity with only those shows just them
+  // ("products: 5 deactivated"). Empty counts: "nothing imported".
   std::string summary() const;
+  // {"products": {"inserted": 0, "updated": 0, "unchanged": 0, "deactivated": 0, "skipped": 0}, …,
+  //  "warnings": [...]}
   nlohmann::json to_json() const;
 };
 
@@ -88,25 +100,50 @@ struct offer_row {
   std::optional<model::decimal> quantity;
 };
 
+// Several writers may share one transaction (their counts and "carried" sets are their own);
+// the staging tables are TEMP … ON COMMIT DROP. Within a batch a repeated external id counts
+// once and its last row wins.
 class catalog_writer {
  public:
   // exchange_session_id: the obmen.exchange_sessions row this import belongs to (for
-  // `deactivate`), or nullopt for imports from the CLI.
+  // `deactivate`), or nullopt for imports from the CLI. When set, every carried category,
+  // product and offer id is recorded in obmen.exchange_seen.
   catalog_writer(pqxx::work& tx, std::string source, std::optional<std::int64_t> exchange_session_id);
   ~catalog_writer();
   catalog_writer(catalog_writer&&) noexcept;
   catalog_writer& operator=(catalog_writer&&) noexcept;
 
+  // Parents are resolved by external id after the batch is stored, so a child may precede its
+  // parent; a parent still unknown leaves parent_id NULL (warning). active=false (ПометкаУдаления)
+  // deactivates, reported as "deactivated".
   void put_categories(const std::vector<model::category>&);
   void put_attributes(const std::vector<attribute_row>&);
+  // An empty code stores the external id as code. Putting a type re-activates it.
   void put_price_types(const std::vector<price_type_row>&);
   void put_warehouses(const std::vector<warehouse_row>&);
-  // Stores the file's bytes under its sha256 (hex) unless present; returns false when it was.
+  // Stores the file's bytes under its sha256 (lowercase hex, not re-computed) unless present;
+  // returns false when it was. Counted under "images". Throws std::invalid_argument for a
+  // malformed hash, std::runtime_error when the file cannot be read.
   bool put_image(const std::string& sha256, const std::filesystem::path& file, const std::string& mime);
+  // Category by category_external_id (unknown → NULL, warning). images engaged: the product's
+  // list becomes exactly these (images not stored by put_image are skipped with a warning and
+  // the rest renumbered from 1); a different list counts the product as updated.
   void put_products(const std::vector<product_row>&);
+  // Call after the products the offers refer to. A complete offer is upserted with everything
+  // it carries (product_id NULL and a warning when its product is unknown; a quantity not
+  // carried is kept). A header_only offer changes only quantity and prices/stock of an existing
+  // offer (name, sku, barcode, characteristics, version and active stay); an unknown one is
+  // created when its product is known (name: its own, else the product's), else skipped with
+  // "offer '<id>': unknown offer and product; prices/stock skipped".
+  // prices engaged: one row per (offer, price type); an undeclared type is skipped with a warning;
+  // the offer's prices of types not listed become inactive ("deactivated"); a value that is not a
+  // canonical decimal or does not fit numeric(18,4) is skipped with a warning.
+  // stock engaged: one row per (offer, warehouse); an undeclared warehouse is skipped with a
+  // warning; the offer's stock at warehouses not listed drops to 0 (counted as updated).
   void put_offers(const std::vector<offer_row>&);
 
-  // For a full package: deactivate this source's rows of the entity not carried by this writer.
+  // For a full package: deactivate this source's rows of the entity not carried by this writer
+  // (header-only offers count as carried). full=false does nothing.
   void finish_categories(bool full);
   void finish_products(bool full);
   void finish_offers(bool full);
@@ -124,7 +161,9 @@ class catalog_writer {
 };
 
 // `deactivate` of the 1C protocol: marks this source's products, offers and categories that no
-// import of the given exchange session touched as inactive. Returns what it deactivated.
+// import of the given exchange session touched as inactive. Returns what it deactivated (an
+// entry per entity). An entity the session carried none of is left alone, with a warning: an
+// offers-only exchange must not switch off the whole catalog.
 import_counts deactivate_unseen(pqxx::work& tx, const std::string& source, std::int64_t exchange_session_id);
 
 }  // namespace obmen::store

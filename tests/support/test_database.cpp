@@ -22,6 +22,12 @@ std::string unique_name() {
          std::to_string((static_cast<unsigned long long>(now) ^ rd()) % 1000000007ULL);
 }
 
+void create_database(const std::string& admin_url, const std::string& name, const std::string& from) {
+  pqxx::connection admin(admin_url);
+  pqxx::nontransaction tx(admin);
+  tx.exec("CREATE DATABASE " + tx.quote_name(name) + " TEMPLATE " + tx.quote_name(from) + " ENCODING 'UTF8'");
+}
+
 void drop_database(const std::string& admin_url, const std::string& name) noexcept {
   try {
     pqxx::connection admin(admin_url);
@@ -31,6 +37,33 @@ void drop_database(const std::string& admin_url, const std::string& name) noexce
     // Leave the database behind rather than throw from a destructor; its name says who made it.
   }
 }
+
+// A migrated database made once per test process; each migrated test_database is a copy of it
+// (CREATE DATABASE … TEMPLATE), which is several times faster than migrating every time.
+class migrated_template {
+ public:
+  static const std::string& name(const std::string& admin_url) {
+    static migrated_template t(admin_url);
+    return t.name_;
+  }
+  ~migrated_template() { drop_database(admin_url_, name_); }
+  migrated_template(const migrated_template&) = delete;
+  migrated_template& operator=(const migrated_template&) = delete;
+
+ private:
+  explicit migrated_template(const std::string& admin_url) : admin_url_(admin_url), name_(unique_name() + "_tpl") {
+    create_database(admin_url_, name_, "template0");
+    try {
+      pqxx::connection c(test_database::with_dbname(admin_url_, name_));
+      store::migrate(c);
+    } catch (...) {
+      drop_database(admin_url_, name_);
+      throw;
+    }
+  }
+
+  std::string admin_url_, name_;
+};
 
 }  // namespace
 
@@ -57,20 +90,7 @@ std::string test_database::with_dbname(const std::string& url, const std::string
 
 test_database::test_database(schema s)
     : admin_url_(admin_url()), name_(unique_name()), url_(with_dbname(admin_url_, name_)) {
-  {
-    pqxx::connection admin(admin_url_);
-    pqxx::nontransaction tx(admin);
-    tx.exec("CREATE DATABASE " + tx.quote_name(name_) + " TEMPLATE template0 ENCODING 'UTF8'");
-  }
-  if (s == schema::migrated) {
-    try {
-      auto c = connect();
-      store::migrate(*c);
-    } catch (...) {
-      drop_database(admin_url_, name_);
-      throw;
-    }
-  }
+  create_database(admin_url_, name_, s == schema::migrated ? migrated_template::name(admin_url_) : "template0");
 }
 
 test_database::~test_database() { drop_database(admin_url_, name_); }

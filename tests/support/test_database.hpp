@@ -2,8 +2,9 @@
 // A throw-away PostgreSQL database for *_pgtest tests.
 //
 // The constructor creates a fresh, uniquely named database through the admin DSN in
-// $OBMEN_TEST_DATABASE_URL (else $OBMEN_DATABASE_URL) and, unless asked for an empty one, applies
-// every migration; the destructor drops it. With neither variable set the constructor throws, so
+// $OBMEN_TEST_DATABASE_URL (else $OBMEN_DATABASE_URL), migrated to the latest schema unless asked
+// for an empty one (a copy of a template database migrated once per test process); the destructor
+// drops it, and the template is dropped at exit. With neither variable set the constructor throws, so
 // a pg test fails loudly instead of passing without a database. Blocking (libpq).
 #include <memory>
 #include <string>
