@@ -364,7 +364,8 @@ class Daemon:
     # -- log
 
     def log(self) -> str:
-        self._log_file.flush()
+        if not self._log_file.closed:
+            self._log_file.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def log_excerpt(self, max_chars: int = 20000) -> str:
@@ -554,9 +555,12 @@ class Harness:
 
 
 def _test_failed(testcase: unittest.TestCase | None) -> bool:
+    """Whether the running test has failed so far (cleanups run after the test body). Reads the
+    result object unittest passes around; when that is not reachable, says True (more log)."""
     if testcase is None:
         return True
-    outcome = getattr(testcase, "_outcome", None)
-    if outcome is None or not hasattr(outcome, "success"):
-        return True      # unknown: better too much log than none
-    return not outcome.success
+    result = getattr(getattr(testcase, "_outcome", None), "result", None)
+    if result is None or not hasattr(result, "errors"):
+        return True
+    return any(t is testcase or getattr(t, "test_case", None) is testcase
+               for t, _ in list(result.errors) + list(result.failures))

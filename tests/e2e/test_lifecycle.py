@@ -84,9 +84,9 @@ class Lifecycle(unittest.TestCase):
         self.assertIn("reload failed", status.lower(), f"STATUS after a failed reload: {ready!r}")
         log = d.log()
         self.assertRegex(log.lower(), r"reload failed", d.log_excerpt())
-        # …and why: the file, the key path of each problem.
-        self.assertIn("sources.onec.file_limt", log, d.log_excerpt())
-        self.assertIn("spool.keep_days", log, d.log_excerpt())
+        # …and why: the file, the position and key path of each problem.
+        self.assertRegex(log, r"obmen\.yaml:\d+:\d+: sources\.onec(\.file_limt)?: .*file_limt", d.log_excerpt())
+        self.assertRegex(log, r"obmen\.yaml:\d+:\d+: spool\.keep_days: ", d.log_excerpt())
         self.assertRegex(log, r"obmen\.yaml:\d+:\d+", d.log_excerpt())
         self.assertIsNone(d.proc.poll(), d.log_excerpt())
         self.assert_healthy(d)
@@ -174,12 +174,13 @@ class Lifecycle(unittest.TestCase):
         self.assertEqual(r.returncode, 1, out)
         problems = {}
         for line in out.splitlines():
-            m = re.match(r"^(?P<file>.*broken\.yaml):(?P<line>\d+):(?P<col>\d+): (?P<path>[^:]+): (?P<msg>.+)$",
-                         line)
+            # file:line:col: key.path: message — an unknown key at the top level has no parent path.
+            m = re.match(r"^(?P<file>.*broken\.yaml):(?P<line>\d+):(?P<col>\d+): "
+                         r"(?:(?P<path>[A-Za-z0-9_.\-]+): )?(?P<msg>.+)$", line)
             if m:
                 problems[int(m["line"])] = m
         self.assertEqual(sorted(problems), [3, 7, 13], f"expected problems on lines 3, 7 and 13:\n{out}")
-        self.assertIn("htpp", problems[3]["path"] + problems[3]["msg"], out)
+        self.assertIn("htpp", (problems[3]["path"] or "") + problems[3]["msg"], out)
         self.assertIn("http", problems[3]["msg"], f"no 'did you mean http':\n{out}")
         self.assertEqual(problems[7]["path"], "spool.keep_days", out)
         self.assertEqual(problems[13]["path"], "sources.onec.file_limit", out)
