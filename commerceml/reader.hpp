@@ -10,8 +10,26 @@
 //
 // Sink call order: on_document first; then, for each section in document order, the
 // classifier declarations (categories parents-first, attribute defs, price types, warehouses),
-// then products / offers in batches of at most read_options::batch_size.
+// then products / offers in batches of at most read_options::batch_size. Declarations that
+// follow a section's Товары / Предложения list come after its items. Each on_* call gets only
+// non-empty vectors. Документ / Контейнер content is not parsed (kind documents).
 // Runs on the calling thread; blocks on file I/O.
+//
+// Filling the model: text is trimmed; single-valued fields take the first non-empty occurrence.
+// A ЗначенияСвойства keeps its Ид with an empty values list when all its Значение are empty
+// (= "unset"). An offer with Ид "p" and ИдХарактеристики "v" (ИзмененияПакетаПредложений) gets
+// external_id "p#v". Prices, coefficients and quantities go through model::normalize_decimal;
+// a value that is present but not a number is a parse_error at its element. offer::prices is
+// set when a Цены element is present; offer::stock when a Склад@ИдСклада/@КоличествоНаСкладе,
+// Склады/Склад or Остатки/Остаток/Склад is; Остатки/Остаток/Количество alone sets quantity.
+// Elements nested deeper than 256 levels are rejected. Columns count characters, not bytes.
+//
+// Memory is bounded and independent of the file size (a 550 MB catalog reads in ~25 MB RSS):
+// the input is read twice in chunks of read_options::chunk_size, and only one batch of
+// Товар / Предложение elements (plus one section's classifier) is parsed at a time. The first
+// pass checks the encoding, the tag structure, the root and the classifier, so a truncated or
+// mis-nested file fails before on_document; malformed content inside a single Товар /
+// Предложение is found when its batch is parsed, after the earlier batches were delivered.
 #include <cstddef>
 #include <filesystem>
 #include <optional>
@@ -79,7 +97,8 @@ class parse_error : public std::runtime_error {
   std::string message_;
 };
 
-// Reads one CommerceML file. Exceptions thrown by the sink propagate unchanged.
+// Reads one CommerceML file. Exceptions thrown by the sink propagate unchanged; a file that
+// cannot be opened or read throws std::filesystem::filesystem_error.
 void read_catalog_file(const std::filesystem::path& file, catalog_sink& sink, const read_options& = {});
 // Same for a document already in memory; `file_name` is used in messages.
 void read_catalog_buffer(std::string_view data, std::string_view file_name, catalog_sink& sink,
