@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <type_traits>
+#include <variant>
 
 #include <pqxx/pqxx>
 
@@ -32,17 +33,30 @@ class worker_pool {
   template <typename F>
   auto run(F f) -> net::awaitable<std::invoke_result_t<F, pqxx::connection&>> {
     using result = std::invoke_result_t<F, pqxx::connection&>;
-    co_return co_await net::co_spawn(
-        pool_.get_executor(),
-        [this, f = std::move(f)]() mutable -> net::awaitable<result> {
-          if constexpr (std::is_void_v<result>) {
-            f(connection());
-            co_return;
-          } else {
-            co_return f(connection());
-          }
-        },
-        net::use_awaitable);
+    using stored = std::conditional_t<std::is_void_v<result>, std::monostate, result>;
+    // Plain post + post back instead of a coroutine lambda on the pool: GCC 12 miscompiles
+    // the destruction of coroutine lambdas' captures (seen as a double free).
+    auto initiate = [this](auto handler, F fn) {
+      auto ex = net::get_associated_executor(handler);
+      net::post(pool_, [this, handler = std::move(handler), fn = std::move(fn), ex]() mutable {
+        std::exception_ptr error;
+        stored value{};
+        try {
+          if constexpr (std::is_void_v<result>)
+            fn(connection());
+          else
+            value = fn(connection());
+        } catch (...) {
+          error = std::current_exception();
+        }
+        net::post(ex, [handler = std::move(handler), error, value = std::move(value)]() mutable {
+          handler(error, std::move(value));
+        });
+      });
+    };
+    stored value = co_await net::async_initiate<const net::use_awaitable_t<>&, void(std::exception_ptr, stored)>(
+        initiate, net::use_awaitable, std::move(f));
+    if constexpr (!std::is_void_v<result>) co_return value;
   }
 
   // Changes the database for connections opened from now on (SIGHUP reload); open
