@@ -73,10 +73,11 @@ def obmenctl_path() -> str:
 
 
 def admin_database_url() -> str:
-    url = os.environ.get("OBMEN_TEST_DATABASE_URL")
+    # Same rule as the pg tier (tests/support/test_database.cpp).
+    url = os.environ.get("OBMEN_TEST_DATABASE_URL") or os.environ.get("OBMEN_DATABASE_URL")
     if not url:
-        raise RuntimeError("OBMEN_TEST_DATABASE_URL is not set (an admin DSN that may CREATE DATABASE, "
-                           "e.g. postgresql://obmen@127.0.0.1:55432/obmen)")
+        raise RuntimeError("e2e tests need a PostgreSQL admin DSN that may CREATE DATABASE: set "
+                           "OBMEN_TEST_DATABASE_URL, e.g. postgresql://obmen@127.0.0.1:55432/obmen")
     return url
 
 
