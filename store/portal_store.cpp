@@ -186,16 +186,26 @@ CREATE TEMP TABLE obmen_stage_prices (
 CREATE TEMP TABLE obmen_stage_stock (
   offer_external_id text, warehouse_external_id text, quantity numeric
 ) ON COMMIT DROP;
+CREATE INDEX ON obmen_stage_categories (external_id);
+CREATE INDEX ON obmen_stage_products (external_id);
+CREATE INDEX ON obmen_stage_product_images (product_external_id);
+CREATE INDEX ON obmen_stage_offers (external_id);
+CREATE INDEX ON obmen_stage_prices (offer_external_id, price_type_external_id);
+CREATE INDEX ON obmen_stage_stock (offer_external_id, warehouse_external_id);
 CREATE TEMP TABLE obmen_merged (id bigint PRIMARY KEY, inserted boolean NOT NULL) ON COMMIT DROP;
-CREATE TEMP TABLE obmen_image_want (product_id bigint, position int, sha256 text) ON COMMIT DROP;
+CREATE TEMP TABLE obmen_image_want (
+  product_id bigint, position int, sha256 text, PRIMARY KEY (product_id, position)
+) ON COMMIT DROP;
 CREATE TEMP TABLE obmen_image_changes (product_id bigint PRIMARY KEY) ON COMMIT DROP;
 CREATE TEMP TABLE obmen_carried (
   writer bigint, entity text, external_id text, PRIMARY KEY (writer, entity, external_id)
 ) ON COMMIT DROP;
 )sql";
 
-// Temp tables have no statistics; with a big batch the planner does better after ANALYZE.
-constexpr std::size_t analyze_above = 500;
+// Temp tables get no statistics from autovacuum, and portal rows inserted earlier in the same
+// transaction are invisible to it too: without ANALYZE the planner assumes a handful of rows and
+// picks nested loops that go quadratic on a 20 000-item catalog. Small batches skip it.
+constexpr std::size_t analyze_above = 50;
 
 std::atomic<std::int64_t> next_writer_id{1};
 
@@ -284,6 +294,7 @@ struct catalog_writer::impl {
   }
 
   std::int64_t deactivate_not_carried(const char* entity) {
+    tx.exec("ANALYZE obmen_carried");
     return count_of(tx.exec_params(
         std::string("WITH d AS (UPDATE portal.") + entity +
             " t SET active = false, updated_at = now() WHERE t.source = $1 AND t.active AND NOT EXISTS ("
