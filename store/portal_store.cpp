@@ -149,6 +149,14 @@ bool fits_price(const std::string& s) {
   return int_end <= start || int_end - start <= 14;
 }
 
+// More than the 4 decimal places numeric(18,4) keeps (trailing zeros aside).
+bool rounds_price(const std::string& s) {
+  const auto point = s.find('.');
+  if (point == std::string::npos) return false;
+  const auto last = s.find_last_not_of('0');
+  return last != std::string::npos && last > point + 4;
+}
+
 std::int64_t count_of(const pqxx::result& r, int column = 0) { return r[0][column].as<std::int64_t>(); }
 
 // The staging tables live for the caller's transaction. They are created on the first writer
@@ -650,6 +658,9 @@ void catalog_writer::impl::put_offers(const std::vector<offer_row>& batch) {
           ++prices_bad;
           continue;
         }
+        if (rounds_price(p->value))
+          warn("offer '" + o->external_id + "': price '" + p->value + "' for price type '" + p->price_type_external_id +
+               "' has more than 4 decimal places; stored rounded");
         prices.push_back({o->external_id, p->price_type_external_id, p->value, text(p->currency), text(p->unit),
                           text(p->coefficient)});
       }

@@ -14,6 +14,18 @@
 #include "store/portal_store.hpp"
 #include "tests/support/test_database.hpp"
 
+namespace doctest {
+template <>
+struct StringMaker<obmen::store::entity_counts> {
+  static String convert(const obmen::store::entity_counts& c) {
+    const auto s = "{ins " + std::to_string(c.inserted) + ", upd " + std::to_string(c.updated) + ", same " +
+                   std::to_string(c.unchanged) + ", deact " + std::to_string(c.deactivated) + ", skip " +
+                   std::to_string(c.skipped) + "}";
+    return String(s.c_str());
+  }
+};
+}  // namespace doctest
+
 using obmen::test::test_database;
 namespace store = obmen::store;
 namespace model = obmen::model;
@@ -384,7 +396,31 @@ TEST_CASE("prices: exact values, unknown price types skipped, dropped types deac
     w.put_offers({o2});
   });
   CHECK(bad.counts.by_entity.at("prices").skipped == 1);
-  CHECK(bad.counts.warnings.size() == 1);
+  CHECK(bad.counts.warnings == std::vector<std::string>{
+      "offer 'p2': price '12,5' (coefficient '') for price type 'pt-retail' is not a valid amount; price skipped"});
+  // That offer listed no valid price, so its retail price is off now rather than stale.
+  CHECK(f.one("SELECT string_agg(p.active::text, ',') FROM portal.prices p JOIN portal.offers o ON o.id = p.offer_id "
+              "WHERE o.external_id = 'p2'") == "false");
+  // Too big for numeric(18,4): skipped, the package goes on.
+  const auto huge = f.apply([](store::catalog_writer& w) {
+    auto o2 = offer("p2", "p2", "Брюки");
+    o2.prices = std::vector<store::price_row>{price("pt-retail", "123456789012345"), price("pt-opt", "99999999999999.9999")};
+    w.put_offers({o2});
+  });
+  CHECK(huge.counts.by_entity.at("prices") == counts(1, 0, 0, 0, 1));
+  // More than 4 decimal places: stored rounded, said so; re-sending it is "unchanged".
+  for (int round = 0; round < 2; ++round) {
+    const auto fine = f.apply([](store::catalog_writer& w) {
+      auto o2 = offer("p2", "p2", "Брюки");
+      o2.prices = std::vector<store::price_row>{price("pt-retail", "10.123456"), price("pt-opt", "7.50000")};
+      w.put_offers({o2});
+    });
+    CHECK(fine.counts.warnings == std::vector<std::string>{
+        "offer 'p2': price '10.123456' for price type 'pt-retail' has more than 4 decimal places; stored rounded"});
+    CHECK(fine.counts.by_entity.at("prices") == (round == 0 ? counts(0, 2, 0) : counts(0, 0, 2)));
+  }
+  CHECK(f.one("SELECT string_agg(p.value::text, ',' ORDER BY p.value) FROM portal.prices p "
+              "JOIN portal.offers o ON o.id = p.offer_id WHERE o.external_id = 'p2'") == "7.5000,10.1235");
 }
 
 TEST_CASE("stock: warehouses not listed drop to 0, unknown warehouses are skipped") {
