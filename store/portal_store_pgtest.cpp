@@ -608,27 +608,3 @@ TEST_CASE("text with COPY's special characters round-trips; duplicates in a batc
   CHECK(row[1].as<std::string>() == "\\.");
   CHECK(row[2].as<std::string>() == nasty);
 }
-
-TEST_CASE("import_counts: summary, to_json, +=") {
-  store::import_counts a;
-  a.by_entity["products"] = counts(282, 0, 0);
-  a.by_entity["categories"] = counts(36, 0, 0);
-  a.by_entity["offers"] = counts(0, 1, 2, 3, 4);
-  a.warnings = {"w1"};
-  CHECK(a.summary() ==
-        "categories: 36 new, 0 updated, 0 unchanged; products: 282 new, 0 updated, 0 unchanged; "
-        "offers: 0 new, 1 updated, 2 unchanged, 3 deactivated, 4 skipped; 1 warning");
-  CHECK(a.to_json() == nlohmann::json::parse(R"({
-    "categories": {"inserted": 36, "updated": 0, "unchanged": 0, "deactivated": 0, "skipped": 0},
-    "products": {"inserted": 282, "updated": 0, "unchanged": 0, "deactivated": 0, "skipped": 0},
-    "offers": {"inserted": 0, "updated": 1, "unchanged": 2, "deactivated": 3, "skipped": 4},
-    "warnings": ["w1"]})"));
-  store::import_counts b;
-  b.by_entity["products"] = counts(1, 1, 1);
-  b.warnings = {"w2"};
-  a += b;
-  CHECK(a.by_entity.at("products") == counts(283, 1, 1));
-  CHECK(a.warnings == std::vector<std::string>{"w1", "w2"});
-  CHECK(store::import_counts{}.summary() == "nothing imported");
-  CHECK(!store::import_counts{}.changed());
-}
