@@ -29,34 +29,43 @@ class worker_pool {
   worker_pool(const worker_pool&) = delete;
   worker_pool& operator=(const worker_pool&) = delete;
 
-  // Runs f(connection) on a pool thread.
+  // Runs f(connection) on a pool thread. Not a coroutine itself: the callable is moved into
+  // the posted work before this returns, so nothing of the caller's temporaries is needed
+  // across the suspension (GCC 12 destroys some co_await temporaries twice).
   template <typename F>
-  auto run(F f) -> net::awaitable<std::invoke_result_t<F, pqxx::connection&>> {
-    using result = std::invoke_result_t<F, pqxx::connection&>;
-    using stored = std::conditional_t<std::is_void_v<result>, std::monostate, result>;
-    // Plain post + post back instead of a coroutine lambda on the pool: GCC 12 miscompiles
-    // the destruction of coroutine lambdas' captures (seen as a double free).
-    auto initiate = [this](auto handler, F fn) {
+  auto run(F&& f) {
+    using fn_type = std::decay_t<F>;
+    using result = std::invoke_result_t<fn_type&, pqxx::connection&>;
+    auto initiate = [this](auto handler, fn_type fn) {
       auto ex = net::get_associated_executor(handler);
       net::post(pool_, [this, handler = std::move(handler), fn = std::move(fn), ex]() mutable {
         std::exception_ptr error;
-        stored value{};
-        try {
-          if constexpr (std::is_void_v<result>)
+        if constexpr (std::is_void_v<result>) {
+          try {
             fn(connection());
-          else
+          } catch (...) {
+            error = std::current_exception();
+          }
+          net::post(ex, [handler = std::move(handler), error]() mutable { handler(error); });
+        } else {
+          result value{};
+          try {
             value = fn(connection());
-        } catch (...) {
-          error = std::current_exception();
+          } catch (...) {
+            error = std::current_exception();
+          }
+          net::post(ex, [handler = std::move(handler), error, value = std::move(value)]() mutable {
+            handler(error, std::move(value));
+          });
         }
-        net::post(ex, [handler = std::move(handler), error, value = std::move(value)]() mutable {
-          handler(error, std::move(value));
-        });
       });
     };
-    stored value = co_await net::async_initiate<const net::use_awaitable_t<>&, void(std::exception_ptr, stored)>(
-        initiate, net::use_awaitable, std::move(f));
-    if constexpr (!std::is_void_v<result>) co_return value;
+    if constexpr (std::is_void_v<result>)
+      return net::async_initiate<const net::use_awaitable_t<>&, void(std::exception_ptr)>(
+          std::move(initiate), net::use_awaitable, fn_type(std::forward<F>(f)));
+    else
+      return net::async_initiate<const net::use_awaitable_t<>&, void(std::exception_ptr, result)>(
+          std::move(initiate), net::use_awaitable, fn_type(std::forward<F>(f)));
   }
 
   // Changes the database for connections opened from now on (SIGHUP reload); open

@@ -51,7 +51,9 @@ class healthz final : public http::route {
     nlohmann::json body;
     body["uptime_seconds"] = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count();
     try {
-      const int version = co_await db_.run([](pqxx::connection& c) { return store::schema_version(c); });
+      // Named, not a temporary: GCC 12 destroys temporaries of a co_await expression twice.
+      auto work_0 = [](pqxx::connection& c) { return store::schema_version(c); };
+      const int version = co_await db_.run(work_0);
       body["status"] = "ok";
       body["database"] = "ok";
       body["schema_version"] = version;

@@ -187,7 +187,8 @@ net::awaitable<std::optional<exchange::session>> exchange::find_session(const ht
     std::optional<session> s;
     std::string why;
   };
-  found f = co_await db_.run([cookie, source, root](pqxx::connection& c) {
+  // Named, not a temporary: GCC 12 destroys temporaries of a co_await expression twice.
+  auto work_0 = [cookie, source, root](pqxx::connection& c) {
     pqxx::work tx(c);
     pqxx::result r = cookie.empty()
         ? tx.exec_params("select id, status, expires_at > now(), bytes_received from obmen.exchange_sessions "
@@ -216,7 +217,8 @@ net::awaitable<std::optional<exchange::session>> exchange::find_session(const ht
     tx.commit();
     out.s = session{id, root / std::to_string(id), r[0][3].as<std::int64_t>()};
     return out;
-  });
+  };
+  found f = co_await db_.run(work_0);
   why = std::move(f.why);
   co_return f.s;
 }
@@ -230,13 +232,15 @@ net::awaitable<void> exchange::record(const http::request& req, std::optional<st
   const auto bytes = static_cast<std::int64_t>(req.body.size());
   if (!session_id) co_return;
   try {
-    co_await db_.run([=](pqxx::connection& c) {
+    // Named, not a temporary: GCC 12 destroys temporaries of a co_await expression twice.
+    auto work_1 = [=](pqxx::connection& c) {
       pqxx::work tx(c);
       tx.exec_params("insert into obmen.exchange_requests(session_id, method, mode, filename, bytes, answer, duration_ms) "
                      "values ($1, $2, $3, $4, $5, $6, $7)",
                      *session_id, method, mode, filename, bytes, line, duration);
       tx.commit();
-    });
+    };
+    co_await db_.run(work_1);
   } catch (const std::exception& e) {
     spdlog::warn("1c[{}] session {}: could not record the request: {}", cfg_.name, *session_id, e.what());
   }
@@ -271,13 +275,15 @@ net::awaitable<http::upload_decision> exchange::prepare_upload(http::request req
   const std::string rel = checked.relative;
   // The acknowledged length of the file: a chunk is appended after it. A file whose import
   // finished (or failed) is being sent anew: it starts from zero.
-  const auto acked = co_await db_.run([sid, rel](pqxx::connection& c) -> std::int64_t {
+  // Named, not a temporary: GCC 12 destroys temporaries of a co_await expression twice.
+  auto work_2 = [sid, rel](pqxx::connection& c) -> std::int64_t {
     pqxx::read_transaction tx(c);
     auto r = tx.exec_params("select bytes, status from obmen.exchange_files where session_id = $1 and filename = $2", sid, rel);
     if (r.empty()) return 0;
     const auto status = r[0][1].as<std::string>();
     return status == "uploading" ? r[0][0].as<std::int64_t>() : 0;
-  });
+  };
+  const auto acked = co_await db_.run(work_2);
   const std::uint64_t offset = static_cast<std::uint64_t>(acked);
   const std::uint64_t file_left = cfg_.max_file_bytes > offset ? cfg_.max_file_bytes - offset : 0;
   const std::uint64_t session_used = static_cast<std::uint64_t>(s->bytes_received);
@@ -344,7 +350,8 @@ net::awaitable<http::response> exchange::finish_upload(http::request req, http::
   const auto n = static_cast<std::int64_t>(bytes);
   http::response res;
   try {
-    co_await db_.run([=](pqxx::connection& c) {
+    // Named, not a temporary: GCC 12 destroys temporaries of a co_await expression twice.
+    auto work_3 = [=](pqxx::connection& c) {
       // Durable before acknowledged: the data, then every folder entry up to the session dir.
       fsync_path(file, false);
       for (fs::path p = file.parent_path(); ; p = p.parent_path()) {
@@ -362,7 +369,8 @@ net::awaitable<http::response> exchange::finish_upload(http::request req, http::
       tx.exec_params("update obmen.exchange_sessions set bytes_received = bytes_received + $2, last_request_at = now() where id = $1",
                      sid, n);
       tx.commit();
-    });
+    };
+    co_await db_.run(work_3);
     spdlog::info("1c[{}] session {}: received {} bytes of '{}'", cfg_.name, sid, bytes, rel);
     res = answer("success\n");
   } catch (const std::exception& e) {
@@ -416,7 +424,8 @@ net::awaitable<http::response> exchange::checkauth(const http::request& req) {
   const std::string cookie = random_token();
   const std::string source = cfg_.name, remote = req.remote;
   const int ttl = cfg_.session_ttl_seconds;
-  const auto id = co_await db_.run([=](pqxx::connection& c) {
+  // Named, not a temporary: GCC 12 destroys temporaries of a co_await expression twice.
+  auto work_4 = [=](pqxx::connection& c) {
     pqxx::work tx(c);
     auto r = tx.exec_params(
         "insert into obmen.exchange_sessions(source, type, cookie_hash, remote_addr, last_request_at, expires_at) "
@@ -424,7 +433,8 @@ net::awaitable<http::response> exchange::checkauth(const http::request& req) {
         source, sha256_hex(cookie), remote, ttl);
     tx.commit();
     return r[0][0].as<std::int64_t>();
-  });
+  };
+  const auto id = co_await db_.run(work_4);
   spdlog::info("1c[{}] session {}: checkauth from {}", cfg_.name, id, remote);
   auto res = answer("success\n" + std::string(cookie_name) + "\n" + cookie + "\nsessid=" + sha256_hex(cookie).substr(0, 32) +
                     "\ntimestamp=" + std::to_string(std::time(nullptr)) + "\n");
@@ -437,36 +447,38 @@ net::awaitable<http::response> exchange::init(const session& s) {
   const std::int64_t sid = s.id;
   const fs::path dir = s.dir;
   // A fresh start: leftovers of an aborted attempt in this session would be appended to.
-  co_await db_.run([sid, dir](pqxx::connection& c) {
+  // Named, not a temporary: GCC 12 destroys temporaries of a co_await expression twice.
+  auto work_5 = [sid, dir](pqxx::connection& c) {
     fs::remove_all(dir);
     fs::create_directories(dir);
     pqxx::work tx(c);
     tx.exec_params("delete from obmen.exchange_files where session_id = $1", sid);
     tx.exec_params("update obmen.exchange_sessions set spool_dir = $2 where id = $1", sid, dir.string());
     tx.commit();
-  });
+  };
+  co_await db_.run(work_5);
   co_return answer(std::string("zip=") + (cfg_.zip ? "yes" : "no") + "\nfile_limit=" + std::to_string(cfg_.file_limit) + "\n");
 }
 
 void exchange::start_job(std::shared_ptr<job> j) {
   jobs_[j->key] = j;
-  auto self = shared_from_this();
-  net::co_spawn(
-      ioc_,
-      [self, j]() -> net::awaitable<void> {
-        std::string result;
-        try {
-          result = co_await self->imports_.run([j](pqxx::connection& c) { return j->work(c, *j); });
-        } catch (const std::exception& e) {
-          result = std::string("failure\n") + e.what();
-        }
-        std::lock_guard lock(j->mutex);
-        j->answer = std::move(result);
-        j->done = true;
-      },
-      [](std::exception_ptr e) {
-        if (e) spdlog::critical("1c: import job ended with an unexpected error");
-      });
+  net::co_spawn(ioc_, run_job(shared_from_this(), j), [](std::exception_ptr e) {
+    if (e) spdlog::critical("1c: import job ended with an unexpected error");
+  });
+}
+
+net::awaitable<void> exchange::run_job(std::shared_ptr<exchange> self, std::shared_ptr<job> j) {
+  std::string result;
+  try {
+    // Named, not a temporary: GCC 12 destroys temporaries of a co_await expression twice.
+    auto work = [j](pqxx::connection& c) { return j->work(c, *j); };
+    result = co_await self->imports_.run(work);
+  } catch (const std::exception& e) {
+    result = std::string("failure\n") + e.what();
+  }
+  std::lock_guard lock(j->mutex);
+  j->answer = std::move(result);
+  j->done = true;
 }
 
 net::awaitable<http::response> exchange::import(const session& s, const std::string& filename) {
@@ -503,7 +515,8 @@ net::awaitable<http::response> exchange::import(const session& s, const std::str
     std::vector<std::string> zips;
   };
   const fs::path dir = s.dir;
-  const file_state st = co_await db_.run([sid, rel, dir](pqxx::connection& c) {
+  // Named, not a temporary: GCC 12 destroys temporaries of a co_await expression twice.
+  auto work_7 = [sid, rel, dir](pqxx::connection& c) {
     pqxx::read_transaction tx(c);
     file_state out;
     auto r = tx.exec_params("select status, coalesce(progress, ''), coalesce(error, '') from obmen.exchange_files "
@@ -519,7 +532,8 @@ net::awaitable<http::response> exchange::import(const session& s, const std::str
       if (looks_like_zip(dir / name)) out.zips.push_back(name);
     }
     return out;
-  });
+  };
+  const file_state st = co_await db_.run(work_7);
 
   if (!st.zips.empty()) {
     auto j = std::make_shared<job>();
@@ -628,7 +642,8 @@ net::awaitable<http::response> exchange::import(const session& s, const std::str
 net::awaitable<http::response> exchange::deactivate(const session& s) {
   const std::int64_t sid = s.id;
   const std::string source = cfg_.name;
-  const std::string summary = co_await imports_.run([sid, source](pqxx::connection& c) {
+  // Named, not a temporary: GCC 12 destroys temporaries of a co_await expression twice.
+  auto work_8 = [sid, source](pqxx::connection& c) {
     pqxx::work tx(c);
     tx.exec_params("select pg_advisory_xact_lock(hashtext('obmen.import'), hashtext($1))", source);
     const auto counts = store::deactivate_unseen(tx, source, sid);
@@ -636,18 +651,21 @@ net::awaitable<http::response> exchange::deactivate(const session& s) {
                    sid, counts.to_json().dump());
     tx.commit();
     return counts.summary();
-  });
+  };
+  const std::string summary = co_await imports_.run(work_8);
   spdlog::info("1c[{}] session {}: deactivate: {}", source, sid, summary);
   co_return answer("success\n" + summary);
 }
 
 net::awaitable<http::response> exchange::complete(const session& s) {
   const std::int64_t sid = s.id;
-  co_await db_.run([sid](pqxx::connection& c) {
+  // Named, not a temporary: GCC 12 destroys temporaries of a co_await expression twice.
+  auto work_9 = [sid](pqxx::connection& c) {
     pqxx::work tx(c);
     tx.exec_params("update obmen.exchange_sessions set status = 'complete', finished_at = now() where id = $1", sid);
     tx.commit();
-  });
+  };
+  co_await db_.run(work_9);
   spdlog::info("1c[{}] session {}: complete", cfg_.name, sid);
   co_return answer("success\n");
 }
@@ -655,7 +673,8 @@ net::awaitable<http::response> exchange::complete(const session& s) {
 net::awaitable<void> exchange::clean_spool(int keep_days) {
   const std::string source = cfg_.name;
   const fs::path root = spool_root_;
-  const auto removed = co_await db_.run([source, root, keep_days](pqxx::connection& c) {
+  // Named, not a temporary: GCC 12 destroys temporaries of a co_await expression twice.
+  auto work_10 = [source, root, keep_days](pqxx::connection& c) {
     pqxx::work tx(c);
     tx.exec_params("update obmen.exchange_sessions set status = 'expired', finished_at = now() "
                    "where source = $1 and status = 'open' and expires_at < now()", source);
@@ -673,7 +692,8 @@ net::awaitable<void> exchange::clean_spool(int keep_days) {
     }
     tx.commit();
     return n;
-  });
+  };
+  const auto removed = co_await db_.run(work_10);
   if (removed > 0) spdlog::info("1c[{}] removed the spool folders of {} old exchange sessions", source, removed);
 }
 

@@ -68,6 +68,7 @@ class exchange final : public http::route, public std::enable_shared_from_this<e
   net::awaitable<void> record(const http::request&, std::optional<std::int64_t> session_id,
                               const http::response&, std::int64_t started_ms);
   void start_job(std::shared_ptr<job>);
+  static net::awaitable<void> run_job(std::shared_ptr<exchange> self, std::shared_ptr<job> j);
 
   net::io_context& ioc_;
   config::onec_config cfg_;
