@@ -61,7 +61,7 @@ class route {
   virtual bool is_upload(const request&) const { return false; }
   virtual net::awaitable<upload_decision> prepare_upload(request) { co_return upload_decision{}; }
   // After the body went to disk: `error` empty on success, else why it failed; `bytes` written.
-  virtual net::awaitable<response> finish_upload(request, upload_target, std::string error, std::uint64_t bytes) {
+  virtual net::awaitable<response> finish_upload(request, upload_target, std::string /*error*/, std::uint64_t /*bytes*/) {
     co_return response{};
   }
   virtual net::awaitable<response> handle(request) = 0;
