@@ -422,6 +422,16 @@ class HostileInputs(ExchangeTestCase):
         self.assert_failure(a, self.d, what="body larger than file_limit")
         self.assert_portal_unchanged()
 
+    def test_far_too_large_body_still_gets_an_answer(self):
+        # A 1C whose file_limit setting is stale sends big bodies. The server refuses from the
+        # headers; it must still let the client read "failure\n…" (drain or half-close before
+        # closing) instead of resetting the connection under it.
+        c = self.session()
+        a = c.upload("import0_1.xml", (self.changed_import * 16)[: 2 << 20], chunk_size=10 ** 9)[0]
+        self.assert_failure(a, self.d, what="2 MiB body with file_limit=64KiB")
+        self.assertIn("file_limit", a.message)
+        self.assert_portal_unchanged()
+
     # -- broken XML
 
     def test_truncated_import_reports_line_and_column(self):
