@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -206,7 +207,11 @@ net::awaitable<void> http_server::session(tcp::socket socket) {
             fs::resize_file(target.file, target.offset, fec);
           bhttp::request_parser<bhttp::file_body> body_parser{std::move(header_parser)};
           body_parser.body_limit(target.limit);
-          body_parser.get().body().open(target.file.c_str(), beast::file_mode::append, ec);
+          // Beast 1.74's file_mode::append truncates and append_existing writes from the
+          // start: create the file, open it as existing and seek to the acknowledged end.
+          if (!fs::exists(target.file, fec)) std::ofstream(target.file, std::ios::binary);
+          body_parser.get().body().open(target.file.c_str(), beast::file_mode::append_existing, ec);
+          if (!ec) body_parser.get().body().file().seek(target.offset, ec);
           if (ec) {
             error = "cannot open spool file: " + ec.message();
             keep_alive = false;
