@@ -23,6 +23,8 @@ constexpr std::int64_t minute = 60, hour = 3600, day = 86400;
 
 const std::vector<std::string> log_levels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
 const std::vector<std::string> encodings = {"utf-8", "windows-1251"};
+const std::vector<std::string> order_schema_versions = {"2.05", "2.08", "2.09", "2.10", "3.1"};
+const std::vector<std::string> unknown_order_policies = {"report", "create"};
 const std::vector<std::string> available_source_types = {"onec"};
 // Known to the project but not built yet: named so the message says "not yet", not "unknown".
 const std::vector<std::string> planned_source_types = {"moysklad"};
@@ -206,6 +208,10 @@ void read_onec(reader_context& ctx, const ys::map_reader& m, onec_config& s) {
   }
   m.choice("encoding", s.encoding, encodings);
   m.seconds("session_ttl", s.session_ttl_seconds, minute, 30 * day);
+  m.choice("orders_schema_version", s.orders_schema_version, order_schema_versions);
+  m.choice("unknown_orders", s.unknown_orders, unknown_order_policies);
+  m.string("timezone", s.timezone);
+  m.integer("orders_per_query", s.orders_per_query, 1, 100000);
 }
 
 void read_sources(reader_context& ctx, const ys::map_reader& root, std::vector<onec_config>& onec) {
@@ -264,7 +270,8 @@ void read_sources(reader_context& ctx, const ys::map_reader& root, std::vector<o
     }
     ys::map_reader m(ctx.out, value, path,
                      {"type", "path", "username", "password", "zip", "file_limit", "max_file_size",
-                      "max_session_size", "zip_limits", "mapping", "encoding", "session_ttl"},
+                      "max_session_size", "zip_limits", "mapping", "encoding", "session_ttl",
+                      "orders_schema_version", "unknown_orders", "timezone", "orders_per_query"},
                      key.Mark());
     onec_config s;
     s.name = name;
@@ -525,6 +532,10 @@ std::string describe_masked(const config& cfg) {
     line(p + "mapping", s.mapping.empty() ? "<built-in defaults>" : s.mapping);
     line(p + "encoding", s.encoding);
     line(p + "session_ttl", format_duration(s.session_ttl_seconds));
+    line(p + "orders_schema_version", s.orders_schema_version);
+    line(p + "unknown_orders", s.unknown_orders);
+    line(p + "timezone", s.timezone);
+    line(p + "orders_per_query", std::to_string(s.orders_per_query));
   }
   return r;
 }

@@ -75,6 +75,14 @@ struct onec_config {
   std::string mapping;                 // mapping YAML path (relative to the config file); empty = defaults
   std::string encoding = "utf-8";      // utf-8 | windows-1251, for answers with Cyrillic text / XML
   int session_ttl_seconds = 24 * 3600; // cookie lifetime
+  // type=sale (orders): the CommerceML version of the `query` answer ("2.05", "2.08", "2.09",
+  // "2.10": flat documents; "3.1": each Документ in a Контейнер), what to do with an order
+  // from 1C the portal does not know (report | create), the time zone 1C's dates are in, and
+  // the most orders one `query` answer carries.
+  std::string orders_schema_version = "2.05";
+  std::string unknown_orders = "report";
+  std::string timezone = "Europe/Moscow";
+  int orders_per_query = 500;
 };
 
 struct config {
