@@ -14,6 +14,9 @@
 #include <spdlog/spdlog.h>
 
 #include "adapters/onec/catalog_import.hpp"
+#include "adapters/onec/documents_import.hpp"
+#include "commerceml/order_writer.hpp"
+#include "store/orders_store.hpp"
 #include "adapters/onec/filename.hpp"
 #include "adapters/onec/unzip.hpp"
 #include "commerceml/encoding.hpp"
@@ -28,6 +31,7 @@ struct exchange::session {
   std::int64_t id = 0;
   fs::path dir;
   std::int64_t bytes_received = 0;
+  std::string type;                    // catalog | sale
 };
 
 struct exchange::job {
@@ -173,6 +177,7 @@ bool exchange::basic_auth_ok(const http::request& req) const {
 net::awaitable<std::optional<exchange::session>> exchange::find_session(const http::request& req, std::string& why) {
   const std::string cookie = cookie_value(req.header("cookie"), cookie_name);
   const std::string source = cfg_.name;
+  const std::string type = req.param("type");
   const fs::path root = spool_root_;
   if (cookie.empty() && !basic_auth_ok(req)) {
     why = "no exchange session: send mode=checkauth first (the request has neither the session cookie nor valid credentials)";
@@ -188,12 +193,12 @@ net::awaitable<std::optional<exchange::session>> exchange::find_session(const ht
     std::string why;
   };
   // Named, not a temporary: GCC 12 destroys temporaries of a co_await expression twice.
-  auto work_0 = [cookie, source, root](pqxx::connection& c) {
+  auto work_0 = [cookie, source, root, type](pqxx::connection& c) {
     pqxx::work tx(c);
     pqxx::result r = cookie.empty()
-        ? tx.exec_params("select id, status, expires_at > now(), bytes_received from obmen.exchange_sessions "
-                         "where source = $1 and status = 'open' and type = 'catalog' order by id desc limit 1", source)
-        : tx.exec_params("select id, status, expires_at > now(), bytes_received from obmen.exchange_sessions "
+        ? tx.exec_params("select id, status, expires_at > now(), bytes_received, type from obmen.exchange_sessions "
+                         "where source = $1 and status = 'open' and type = $2 order by id desc limit 1", source, type)
+        : tx.exec_params("select id, status, expires_at > now(), bytes_received, type from obmen.exchange_sessions "
                          "where cookie_hash = $1 and source = $2", sha256_hex(cookie), source);
     found out;
     if (r.empty()) {
@@ -203,6 +208,12 @@ net::awaitable<std::optional<exchange::session>> exchange::find_session(const ht
     }
     const auto id = r[0][0].as<std::int64_t>();
     const auto status = r[0][1].as<std::string>();
+    const auto session_type = r[0][4].as<std::string>();
+    if (session_type != type) {
+      out.why = "exchange session " + std::to_string(id) + " was opened for type=" + session_type +
+                ": send type=" + type + "&mode=checkauth first";
+      return out;
+    }
     if (status != "open" && status != "complete") {
       out.why = "exchange session " + std::to_string(id) + " is " + status + ": send mode=checkauth again";
       return out;
@@ -215,7 +226,7 @@ net::awaitable<std::optional<exchange::session>> exchange::find_session(const ht
     }
     tx.exec_params("update obmen.exchange_sessions set last_request_at = now() where id = $1", id);
     tx.commit();
-    out.s = session{id, root / std::to_string(id), r[0][3].as<std::int64_t>()};
+    out.s = session{id, root / std::to_string(id), r[0][3].as<std::int64_t>(), session_type};
     return out;
   };
   found f = co_await db_.run(work_0);
@@ -247,7 +258,8 @@ net::awaitable<void> exchange::record(const http::request& req, std::optional<st
 }
 
 bool exchange::is_upload(const http::request& req) const {
-  return req.method == "POST" && req.param("mode") == "file" && req.param("type") == "catalog";
+  const std::string type = req.param("type");
+  return req.method == "POST" && req.param("mode") == "file" && (type == "catalog" || type == "sale");
 }
 
 net::awaitable<http::upload_decision> exchange::prepare_upload(http::request req) {
@@ -373,6 +385,7 @@ net::awaitable<http::response> exchange::finish_upload(http::request req, http::
     co_await db_.run(work_3);
     spdlog::info("1c[{}] session {}: received {} bytes of '{}'", cfg_.name, sid, bytes, rel);
     res = answer("success\n");
+    if (s->type == "sale" && !sale_new_protocol_.count(sid) && !looks_like_zip(file)) res = co_await import_now(*s, rel);
   } catch (const std::exception& e) {
     spdlog::error("1c[{}] session {}: could not store '{}': {}", cfg_.name, sid, rel, e.what());
     std::error_code ec;
@@ -387,14 +400,12 @@ net::awaitable<http::response> exchange::handle(http::request req) {
   auto self = shared_from_this();
   const auto started = now_ms();
   const std::string type = req.param("type"), mode = req.param("mode");
-  if (type != "catalog") {
-    if (type == "sale")
-      co_return answer("failure\ntype=sale (orders) is not enabled on this endpoint yet");
-    co_return answer("failure\nUnknown command type.");
-  }
+  if (type != "catalog" && type != "sale") co_return answer("failure\nUnknown command type.");
   if (mode == "checkauth") co_return co_await checkauth(req);
-  static const std::set<std::string> modes = {"init", "file", "import", "deactivate", "complete"};
-  if (!modes.count(mode)) co_return answer("failure\nUnknown mode '" + mode + "' for type=catalog");
+  static const std::set<std::string> catalog_modes = {"init", "file", "import", "deactivate", "complete"};
+  static const std::set<std::string> sale_modes = {"init", "file", "import", "query", "success", "info", "complete"};
+  if (!(type == "catalog" ? catalog_modes : sale_modes).count(mode))
+    co_return answer("failure\nUnknown mode '" + mode + "' for type=" + type);
   std::string why;
   auto s = co_await find_session(req, why);
   if (!s) {
@@ -403,10 +414,13 @@ net::awaitable<http::response> exchange::handle(http::request req) {
   }
   http::response res;
   try {
-    if (mode == "init") res = co_await init(*s);
+    if (mode == "init") res = co_await init(*s, req);
     else if (mode == "file") res = answer("failure\nmode=file needs a POST request with the file's bytes as its body");
     else if (mode == "import") res = co_await import(*s, req.param("filename"));
     else if (mode == "deactivate") res = co_await deactivate(*s);
+    else if (mode == "query") res = co_await query(*s);
+    else if (mode == "success") res = co_await acknowledge(*s);
+    else if (mode == "info") res = info();
     else res = co_await complete(*s);
   } catch (const std::exception& e) {
     spdlog::error("1c[{}] session {}: mode={} failed: {}", cfg_.name, s->id, mode, e.what());
@@ -422,28 +436,29 @@ net::awaitable<http::response> exchange::checkauth(const http::request& req) {
     co_return answer("failure\nwrong user name or password");
   }
   const std::string cookie = random_token();
-  const std::string source = cfg_.name, remote = req.remote;
+  const std::string source = cfg_.name, remote = req.remote, type = req.param("type");
   const int ttl = cfg_.session_ttl_seconds;
   // Named, not a temporary: GCC 12 destroys temporaries of a co_await expression twice.
   auto work_4 = [=](pqxx::connection& c) {
     pqxx::work tx(c);
     auto r = tx.exec_params(
         "insert into obmen.exchange_sessions(source, type, cookie_hash, remote_addr, last_request_at, expires_at) "
-        "values ($1, 'catalog', $2, $3, now(), now() + make_interval(secs => $4)) returning id",
-        source, sha256_hex(cookie), remote, ttl);
+        "values ($1, $5, $2, $3, now(), now() + make_interval(secs => $4)) returning id",
+        source, sha256_hex(cookie), remote, ttl, type);
     tx.commit();
     return r[0][0].as<std::int64_t>();
   };
   const auto id = co_await db_.run(work_4);
   spdlog::info("1c[{}] session {}: checkauth from {}", cfg_.name, id, remote);
+  // Bitrix prints the timestamp line for the catalog only; old 1C reads the first three lines.
   auto res = answer("success\n" + std::string(cookie_name) + "\n" + cookie + "\nsessid=" + sha256_hex(cookie).substr(0, 32) +
-                    "\ntimestamp=" + std::to_string(std::time(nullptr)) + "\n");
+                    "\n" + (type == "catalog" ? "timestamp=" + std::to_string(std::time(nullptr)) + "\n" : std::string()));
   res.headers.emplace_back("Set-Cookie", std::string(cookie_name) + "=" + cookie + "; Path=/; HttpOnly");
   co_await record(req, id, res, now_ms());
   co_return res;
 }
 
-net::awaitable<http::response> exchange::init(const session& s) {
+net::awaitable<http::response> exchange::init(const session& s, const http::request& req) {
   const std::int64_t sid = s.id;
   const fs::path dir = s.dir;
   // A fresh start: leftovers of an aborted attempt in this session would be appended to.
@@ -457,7 +472,20 @@ net::awaitable<http::response> exchange::init(const session& s) {
     tx.commit();
   };
   co_await db_.run(work_5);
-  co_return answer(std::string("zip=") + (cfg_.zip ? "yes" : "no") + "\nfile_limit=" + std::to_string(cfg_.file_limit) + "\n");
+  std::string body = std::string("zip=") + (cfg_.zip ? "yes" : "no") + "\nfile_limit=" + std::to_string(cfg_.file_limit) + "\n";
+  // type=sale with `version`: the "new" protocol (PROTOCOL.md §2 B′): uploaded documents are
+  // imported by mode=import; without it, inside mode=file. Bitrix announces its version back.
+  if (s.type == "sale") {
+    if (req.has_param("version")) {
+      sale_new_protocol_.insert(s.id);
+      const std::string cookie = cookie_value(req.header("cookie"), cookie_name);
+      body += "sessid=" + (cookie.empty() ? req.param("sessid") : sha256_hex(cookie).substr(0, 32)) +
+              "\nversion=" + cfg_.orders_schema_version;
+    } else {
+      sale_new_protocol_.erase(s.id);
+    }
+  }
+  co_return answer(body);
 }
 
 void exchange::start_job(std::shared_ptr<job> j) {
@@ -589,7 +617,13 @@ net::awaitable<http::response> exchange::import(const session& s, const std::str
   j->what = "import of " + rel;
   const std::string source = cfg_.name;
   auto rules = rules_;
-  j->work = [sid, dir, rel, source, rules](pqxx::connection& c, job& self_job) -> std::string {
+  const std::string type = s.type;
+  store::documents_apply_options dopts;
+  dopts.source = cfg_.name;
+  dopts.rules = rules_.get();
+  dopts.unknown_orders = cfg_.unknown_orders == "create" ? store::unknown_order_policy::create : store::unknown_order_policy::report;
+  dopts.erp_timezone = cfg_.timezone;
+  j->work = [sid, dir, rel, source, rules, type, dopts](pqxx::connection& c, job& self_job) -> std::string {
     {
       pqxx::work tx(c);
       tx.exec_params("update obmen.exchange_files set status = 'importing', import_started_at = now(), error = null "
@@ -613,7 +647,8 @@ net::awaitable<http::response> exchange::import(const session& s, const std::str
     };
     std::string failure;
     try {
-      const auto counts = import_catalog_file(c, dir / rel, o);
+      const auto counts = type == "sale" ? import_documents_file(c, dir / rel, dopts, o.before_commit)
+                                         : import_catalog_file(c, dir / rel, o);
       spdlog::info("1c[{}] session {}: imported '{}': {}", source, sid, rel, summary);
       for (const auto& w : counts.warnings) spdlog::warn("1c[{}] session {}: '{}': {}", source, sid, rel, w);
       std::string text = "success\n" + summary;
@@ -655,6 +690,89 @@ net::awaitable<http::response> exchange::deactivate(const session& s) {
   const std::string summary = co_await imports_.run(work_8);
   spdlog::info("1c[{}] session {}: deactivate: {}", source, sid, summary);
   co_return answer("success\n" + summary);
+}
+
+net::awaitable<http::response> exchange::query(const session& s) {
+  const std::int64_t sid = s.id;
+  const std::string source = cfg_.name, tz = cfg_.timezone;
+  const auto limit = static_cast<std::size_t>(cfg_.orders_per_query);
+  commerceml::order_write_options o;
+  o.schema_version = cfg_.orders_schema_version;
+  o.layout = o.schema_version.rfind('3', 0) == 0 ? commerceml::order_layout::container : commerceml::order_layout::flat;
+  o.encoding = cfg_.encoding;
+  struct out_t {
+    std::string xml;
+    std::size_t orders = 0;
+  };
+  // One REPEATABLE READ snapshot: only committed orders, each complete; what was sent is
+  // recorded with it, and counts as delivered only on this session's mode=success.
+  auto work = [sid, source, tz, limit, o](pqxx::connection& c) {
+    pqxx::transaction<pqxx::isolation_level::repeatable_read> tx(c);
+    auto batch = store::orders_to_export(tx, source, tz, limit);
+    store::record_export(tx, source, sid, batch);
+    out_t out;
+    auto opts = o;
+    // ДатаФормирования in 1C's zone, from the database clock like the orders' dates.
+    opts.generated_at = tx.exec_params("select to_char(now() at time zone $1, 'YYYY-MM-DD\"T\"HH24:MI:SS')", tz)[0][0].as<std::string>();
+    out.xml = commerceml::write_orders(batch.orders, opts);
+    out.orders = batch.orders.size();
+    tx.commit();
+    return out;
+  };
+  const out_t out = co_await db_.run(work);
+  spdlog::info("1c[{}] session {}: query: sent {} order(s)", source, sid, out.orders);
+  http::response r;
+  r.content_type = commerceml::content_type_for(o);
+  r.body = out.xml;
+  co_return r;
+}
+
+net::awaitable<http::response> exchange::acknowledge(const session& s) {
+  const std::int64_t sid = s.id;
+  const std::string source = cfg_.name;
+  auto work = [sid, source](pqxx::connection& c) {
+    pqxx::work tx(c);
+    const auto n = store::acknowledge_export(tx, source, sid);
+    tx.commit();
+    return n;
+  };
+  const std::size_t n = co_await db_.run(work);
+  spdlog::info("1c[{}] session {}: success: {} order(s) delivered", source, sid, n);
+  co_return answer("success\n");
+}
+
+// The portal's order statuses, for the 1C-Bitrix module's status mapping (Bitrix's
+// sale/info answer: Справочник/Статусы/Элемент{Ид, Название}).
+http::response exchange::info() const {
+  std::vector<std::string> statuses = {"new", "awaiting_payment", "paid", "partially_shipped", "shipped", "completed", "cancelled"};
+  for (const auto& r : rules_->statuses)
+    if (!r.target.empty() && std::find(statuses.begin(), statuses.end(), r.target) == statuses.end()) statuses.push_back(r.target);
+  std::string xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Справочник>\n<Статусы>\n";
+  for (const auto& st : statuses) xml += "<Элемент><Ид>" + st + "</Ид><Название>" + st + "</Название></Элемент>\n";
+  xml += "</Статусы>\n<ПлатежныеСистемы/>\n<СлужбыДоставки/>\n</Справочник>\n";
+  http::response r;
+  if (cfg_.encoding == "windows-1251") {
+    std::string body = xml;
+    body.replace(body.find("UTF-8"), 5, "windows-1251");
+    r.body = commerceml::utf8_to_cp1251(body);
+    r.content_type = "application/xml; charset=windows-1251";
+  } else {
+    r.body = std::move(xml);
+    r.content_type = "application/xml; charset=utf-8";
+  }
+  return r;
+}
+
+net::awaitable<http::response> exchange::import_now(const session& s, const std::string& rel) {
+  // The same job as mode=import, awaited here: 1C's old sale protocol expects the answer to
+  // the upload to carry the import's outcome ("success" + remarks).
+  for (int guard = 0; guard < 100000; ++guard) {
+    auto r = co_await import(s, rel);
+    if (r.body.rfind("progress", 0) != 0) co_return r;
+    net::steady_timer t(ioc_, std::chrono::milliseconds(50));
+    co_await t.async_wait(net::use_awaitable);
+  }
+  co_return answer("failure\nimport of '" + rel + "' did not finish");
 }
 
 net::awaitable<http::response> exchange::complete(const session& s) {

@@ -57,7 +57,12 @@ class exchange final : public http::route, public std::enable_shared_from_this<e
 
  private:
   net::awaitable<http::response> checkauth(const http::request&);
-  net::awaitable<http::response> init(const session&);
+  net::awaitable<http::response> init(const session&, const http::request&);
+  net::awaitable<http::response> query(const session&);
+  net::awaitable<http::response> acknowledge(const session&);
+  http::response info() const;
+  // type=sale "old" protocol: the uploaded documents file is imported within mode=file.
+  net::awaitable<http::response> import_now(const session&, const std::string& relative);
   net::awaitable<http::response> import(const session&, const std::string& filename);
   net::awaitable<http::response> deactivate(const session&);
   net::awaitable<http::response> complete(const session&);
@@ -79,6 +84,7 @@ class exchange final : public http::route, public std::enable_shared_from_this<e
   worker_pool& imports_;
   std::map<std::pair<std::int64_t, std::string>, std::shared_ptr<job>> jobs_;
   std::set<std::pair<std::int64_t, std::string>> uploads_in_flight_;
+  std::set<std::int64_t> sale_new_protocol_;  // sale sessions whose init carried `version`
 };
 
 }  // namespace obmen::onec
