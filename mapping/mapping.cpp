@@ -16,11 +16,14 @@ struct kind {
   const char* noun;        // for messages
   const char* target_key;  // code | attribute
   bool import_name;        // import as-is: target = name (properties) instead of the external id
+  bool can_ignore = true;  // `ignore: true` allowed (not for statuses: an order status is never dropped)
+  bool status_code = false;  // target is a portal status code ([a-z_]{1,32})
 };
 
 constexpr kind price_type_kind{"price_types", "price type", "code", false};
 constexpr kind warehouse_kind{"warehouses", "warehouse", "code", false};
 constexpr kind property_kind{"properties", "property", "attribute", true};
+constexpr kind status_kind{"statuses", "order status", "status", true, false, true};
 
 const std::vector<std::string> policy_words = {"import", "ignore", "fail"};
 
@@ -88,6 +91,13 @@ std::string normalize(std::string_view name) {
   return r;
 }
 
+bool is_status_code(std::string_view s) {
+  if (s.empty() || s.size() > 32) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; });
+}
+
+const char* const status_code_rule = "use 1 to 32 of a-z and '_'";
+
 bool is_code(std::string_view s) {
   if (s.empty() || s.size() > 64) return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
@@ -126,7 +136,9 @@ void read_rules(ys::reporter& out, const ys::map_reader& root, const kind& k, st
       out.report(item, path, "expected a map");
       continue;
     }
-    ys::map_reader m(out, item, path, {"match", k.target_key, "ignore"});
+    ys::map_reader m(out, item, path,
+                     k.can_ignore ? std::vector<std::string>{"match", k.target_key, "ignore"}
+                                  : std::vector<std::string>{"match", k.target_key});
     rule r;
     r.line = m.mark().line + 1;
     bool ok = true;
@@ -168,7 +180,7 @@ void read_rules(ys::reporter& out, const ys::map_reader& root, const kind& k, st
     }
 
     const std::size_t before_ignore = out.count();
-    m.boolean("ignore", r.ignore);
+    if (k.can_ignore) m.boolean("ignore", r.ignore);
     const bool ignore_valid = out.count() == before_ignore;
     const bool has_target = m.has(k.target_key);
     if (r.ignore && has_target) {
@@ -178,12 +190,16 @@ void read_rules(ys::reporter& out, const ys::map_reader& root, const kind& k, st
     } else if (!r.ignore && !has_target) {
       // An `ignore` that is present but not a boolean was reported already.
       if (ignore_valid)
-        out.report(m.mark(), path, std::string("missing required key '") + k.target_key + "' (or 'ignore: true')");
+        out.report(m.mark(), path,
+                   std::string("missing required key '") + k.target_key + "'" + (k.can_ignore ? " (or 'ignore: true')" : ""));
       ok = false;
     } else if (has_target) {
       const YAML::Node target = m.get(k.target_key);
       if (auto v = read_word(out, target, m.path(k.target_key), m.key_mark(k.target_key))) {
-        if (!k.import_name && !is_code(*v)) {
+        if (k.status_code && !is_status_code(*v)) {
+          out.report(target, m.path(k.target_key), "invalid status code '" + *v + "': " + status_code_rule);
+          ok = false;
+        } else if (!k.status_code && !k.import_name && !is_code(*v)) {
           out.report(target, m.path(k.target_key),
                      "invalid code '" + *v + "': use 1 to 64 of A-Z, a-z, 0-9, '_', '.' and '-'");
           ok = false;
@@ -214,6 +230,26 @@ void read_unmapped(ys::reporter& out, const ys::map_reader& root, rules& result)
   read("properties", result.unmapped_properties);
 }
 
+void read_derived_statuses(ys::reporter& out, const ys::map_reader& root, rules& result) {
+  if (!root.has("derived_statuses")) return;
+  ys::map_reader m(out, root.get("derived_statuses"), "derived_statuses", {"paid", "shipped", "cancelled"},
+                   root.key_mark("derived_statuses"));
+  auto read = [&](const char* key, std::string& target) {
+    if (!m.has(key)) return;
+    const YAML::Node node = m.get(key);
+    auto v = read_word(out, node, m.path(key), m.key_mark(key));
+    if (!v) return;
+    if (!is_status_code(*v)) {
+      out.report(node, m.path(key), "invalid status code '" + *v + "': " + status_code_rule);
+      return;
+    }
+    target = *v;
+  };
+  read("paid", result.derived_statuses.paid);
+  read("shipped", result.derived_statuses.shipped);
+  read("cancelled", result.derived_statuses.cancelled);
+}
+
 std::string describe_object(const kind& k, std::string_view external_id, std::string_view name) {
   std::string s = std::string(k.noun) + " '" + std::string(name) + "'";
   if (!external_id.empty()) s += " (id '" + std::string(external_id) + "')";
@@ -225,8 +261,7 @@ std::string where(const std::filesystem::path& file, int line) {
   return file.string() + ":" + std::to_string(line);
 }
 
-decision decide(const std::vector<rule>& rules, policy unmapped, const std::filesystem::path& file, const kind& k,
-                std::string_view external_id, std::string_view name) {
+const rule* find_rule(const std::vector<rule>& rules, std::string_view external_id, std::string_view name) {
   const rule* found = nullptr;
   // An id rule beats a name rule whatever their order: ids survive renames in 1C.
   const std::string_view id = trim(external_id);
@@ -247,7 +282,13 @@ decision decide(const std::vector<rule>& rules, policy unmapped, const std::file
         }
     }
   }
+  return found;
+}
 
+decision decide(const std::vector<rule>& rules, policy unmapped, const std::filesystem::path& file, const kind& k,
+                std::string_view external_id, std::string_view name) {
+  const std::string_view id = trim(external_id);
+  const rule* found = find_rule(rules, external_id, name);
   decision d;
   if (found) {
     if (found->ignore) {
@@ -294,18 +335,33 @@ decision rules::property(std::string_view external_id, std::string_view name) co
   return decide(properties, unmapped_properties, file, property_kind, external_id, name);
 }
 
+decision rules::status(std::string_view id, std::string_view name) const {
+  // The import policy with the name first; statuses have no ignore rules and no unmapped policy.
+  decision d = decide(statuses, policy::import, file, status_kind, id, name);
+  if (!find_rule(statuses, id, name) && !d.target.empty()) {
+    const std::string_view n = trim(name);
+    const std::string_view i = trim(id);
+    d.reason = std::string(status_kind.noun) + " '" + std::string(n.empty() ? i : n) + "'" +
+               (!n.empty() && !i.empty() ? " (id '" + std::string(i) + "')" : std::string()) +
+               " is not mapped; kept as is";
+  }
+  return d;
+}
+
 load_result parse(std::string_view yaml, const std::filesystem::path& file_name) {
   ys::reporter out(file_name.string());
   load_result result;
   auto root_node = ys::load_text(out, yaml);
   if (root_node) {
-    ys::map_reader root(out, *root_node, "", {"price_types", "warehouses", "properties", "unmapped"});
+    ys::map_reader root(out, *root_node, "", {"price_types", "warehouses", "properties", "unmapped", "statuses", "derived_statuses"});
     rules r;
     r.file = file_name;
     if (root.is_map()) {
       read_rules(out, root, price_type_kind, r.price_types);
       read_rules(out, root, warehouse_kind, r.warehouses);
       read_rules(out, root, property_kind, r.properties);
+      read_rules(out, root, status_kind, r.statuses);
+      read_derived_statuses(out, root, r);
       read_unmapped(out, root, r);
     }
     if (out.empty()) result.value = std::move(r);

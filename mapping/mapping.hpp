@@ -23,6 +23,13 @@
 //     price_types: import                # import: code = the source's external id
 //     warehouses: import                 # import: code = the source's external id
 //     properties: import                 # import: attribute name = the property's name
+//   statuses:                            # order status in the ERP → portal status code
+//     - match: { name: "Отгружен" }      # "Статус заказа" (name) or { id: "F" } ("Статуса заказа ИД")
+//       status: shipped                  # 1 to 32 of a-z and '_'; statuses cannot be ignored
+//   derived_statuses:                    # applied when the ERP reports a fact but no mapped status
+//     paid: paid                         # a payment date arrived (default "paid")
+//     shipped: shipped                   # a shipment date arrived (default "shipped")
+//     cancelled: cancelled               # Отменен / ПометкаУдаления (default "cancelled")
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -57,8 +64,21 @@ class rules {
   decision price_type(std::string_view external_id, std::string_view name) const;
   decision warehouse(std::string_view external_id, std::string_view name) const;
   decision property(std::string_view external_id, std::string_view name) const;
+  // An order status from the ERP (its id, e.g. "F", and/or its name, e.g. "Отгружен"). Never
+  // skip or fail: a matched rule keeps its status code; an unmapped status is kept as is (target =
+  // the trimmed name, or the id when there is no name) with the reason
+  // "order status 'Отгружен' (id 'F') is not mapped; kept as is" for the log. Both empty: keep
+  // with an empty target (no status reported).
+  decision status(std::string_view id, std::string_view name) const;
 
   std::vector<rule> price_types, warehouses, properties;
+  std::vector<rule> statuses;          // target = portal status code; never ignore
+  struct derived_targets {             // portal status codes for facts the ERP reports
+    std::string paid = "paid";
+    std::string shipped = "shipped";
+    std::string cancelled = "cancelled";
+    bool operator==(const derived_targets&) const = default;
+  } derived_statuses;
   policy unmapped_price_types = policy::import;
   policy unmapped_warehouses = policy::import;
   policy unmapped_properties = policy::import;

@@ -269,3 +269,85 @@ TEST_CASE("the example config points at the example mapping") {
   REQUIRE(c.cfg->onec.size() == 1);
   CHECK(mp::load(c.cfg->onec[0].mapping).ok());
 }
+
+TEST_CASE("statuses: defaults keep the raw status and derive paid, shipped, cancelled") {
+  const mp::rules r;
+  CHECK(r.statuses.empty());
+  CHECK(r.derived_statuses.paid == "paid");
+  CHECK(r.derived_statuses.shipped == "shipped");
+  CHECK(r.derived_statuses.cancelled == "cancelled");
+  auto d = r.status("", "  Отгружен ");
+  CHECK(d.what == action::keep);
+  CHECK(d.target == "Отгружен");
+  CHECK(d.reason == "order status 'Отгружен' is not mapped; kept as is");
+  auto by_id = r.status("F", "");
+  CHECK(by_id.what == action::keep);
+  CHECK(by_id.target == "F");
+  CHECK(by_id.reason == "order status 'F' is not mapped; kept as is");
+  auto both = r.status("F", "Выполнен");
+  CHECK(both.target == "Выполнен");
+  CHECK(both.reason == "order status 'Выполнен' (id 'F') is not mapped; kept as is");
+  auto none = r.status("", " ");
+  CHECK(none.what == action::keep);
+  CHECK(none.target.empty());
+  CHECK(none.reason.empty());
+}
+
+TEST_CASE("statuses: rules by name and id, derived targets") {
+  auto r = parse_ok(R"(statuses:
+  - match: { name: "Отгружен" }
+    status: shipped
+  - match: { id: "F" }
+    status: completed
+  - match: { name: "Ожидает оплаты" }
+    status: awaiting_payment
+derived_statuses:
+  paid: payment_received
+  cancelled: cancelled_by_erp
+)");
+  REQUIRE(r.statuses.size() == 3);
+  CHECK(r.statuses[0].match_name == "Отгружен");
+  CHECK(r.statuses[0].target == "shipped");
+  CHECK(r.statuses[0].line == 2);
+  CHECK(r.statuses[1].match_id == "F");
+  CHECK(r.derived_statuses.paid == "payment_received");
+  CHECK(r.derived_statuses.shipped == "shipped");  // not given: the default
+  CHECK(r.derived_statuses.cancelled == "cancelled_by_erp");
+
+  auto s = r.status("", "ОТГРУЖЕН");
+  CHECK(s.what == action::keep);
+  CHECK(s.target == "shipped");
+  CHECK(s.reason.empty());
+  CHECK(r.status("F", "Отгружен").target == "completed");  // the id rule wins
+  CHECK(r.status("N", "ожидает  оплаты").target == "ожидает  оплаты");  // inner spaces count: unmapped
+  CHECK(r.status("N", "ожидает оплаты").target == "awaiting_payment");
+  CHECK(r.status("N", "Принят").reason == "order status 'Принят' (id 'N') is not mapped; kept as is");
+}
+
+TEST_CASE("statuses: validation messages") {
+  CHECK(only_problem("statuses:\n  - match: { name: Отгружен }\n") ==
+        "mapping.yaml:2:5: statuses[0]: missing required key 'status'");
+  // An order status is never dropped: there is no `ignore` for statuses.
+  CHECK(problems_of(mp::parse("statuses:\n  - match: { name: Отгружен }\n    ignore: true\n", "mapping.yaml")) ==
+        std::vector<std::string>{"mapping.yaml:2:5: statuses[0]: missing required key 'status'",
+                                 "mapping.yaml:3:5: statuses[0]: unknown key 'ignore'"});
+  CHECK(only_problem("statuses:\n  - match: { name: Отгружен }\n    status: Shipped\n") ==
+        "mapping.yaml:3:13: statuses[0].status: invalid status code 'Shipped': use 1 to 32 of a-z and '_'");
+  CHECK(only_problem("statuses:\n  - match: { name: Отгружен }\n    status: " + std::string(33, 'a') + "\n")
+            .find("invalid status code") != std::string::npos);
+  parse_ok("statuses:\n  - match: { name: Отгружен }\n    status: " + std::string(32, 'a') + "\n");
+  CHECK(only_problem("statuses:\n  - match: { id: F }\n    status: completed\n  - match: { id: F }\n    status: done\n") ==
+        "mapping.yaml:4:18: statuses[1].match.id: id 'F' at line 4 is already matched by the rule at line 2");
+  CHECK(only_problem("statuses:\n  - match: { nam: X }\n    status: x\n") ==
+        "mapping.yaml:2:14: statuses[0].match: unknown key 'nam'; did you mean 'name'?");
+  CHECK(problems_of(mp::parse("statuses:\n  - match: { name: X }\n    staus: x\n", "mapping.yaml")) ==
+        std::vector<std::string>{"mapping.yaml:2:5: statuses[0]: missing required key 'status'",
+                                 "mapping.yaml:3:5: statuses[0]: unknown key 'staus'; did you mean 'status'?"});
+  CHECK(only_problem("derived_statuses:\n  paid: Оплачен\n") ==
+        "mapping.yaml:2:9: derived_statuses.paid: invalid status code 'Оплачен': use 1 to 32 of a-z and '_'");
+  CHECK(only_problem("derived_statuses:\n  payd: paid\n") ==
+        "mapping.yaml:2:3: derived_statuses: unknown key 'payd'; did you mean 'paid'?");
+  CHECK(only_problem("derived_statuses:\n  shipped: ''\n") == "mapping.yaml:2:12: derived_statuses.shipped: must not be empty");
+  CHECK(only_problem("derived_statuses: paid\n") == "mapping.yaml:1:19: derived_statuses: expected a map");
+  CHECK(only_problem("statusses: []\n") == "mapping.yaml:1:1: unknown key 'statusses'; did you mean 'statuses'?");
+}
