@@ -49,8 +49,9 @@ TEST_CASE("summary: an entity with only deactivations shows just them; unknown e
   store::import_counts a;
   a.by_entity["products"] = counts(0, 0, 0, 5);
   a.by_entity["zeta"] = counts(1, 0, 0);
+  a.by_entity["offers"] = counts(0, 0, 0);
   a.by_entity["stock"] = counts(0, 2, 0);
-  CHECK(a.summary() == "products: 5 deactivated; stock: 0 new, 2 updated, 0 unchanged; zeta: 1 new, 0 updated, 0 unchanged");
+  CHECK(a.summary() == "products: 5 deactivated; offers: 0 deactivated; stock: 0 new, 2 updated, 0 unchanged; zeta: 1 new, 0 updated, 0 unchanged");
   CHECK(a.changed());
 }
 

@@ -63,13 +63,15 @@ std::string import_counts::summary() const {
     auto add = [&](std::int64_t n, const char* what) {
       parts += (parts.empty() ? " " : ", ") + std::to_string(n) + " " + what;
     };
+    // An entry with nothing carried comes from a deactivation pass (deactivate_unseen): say
+    // how many it switched off, even when none.
     const bool carried = c.inserted != 0 || c.updated != 0 || c.unchanged != 0;
-    if (carried || (c.deactivated == 0 && c.skipped == 0)) {
+    if (carried) {
       add(c.inserted, "new");
       add(c.updated, "updated");
       add(c.unchanged, "unchanged");
     }
-    if (c.deactivated != 0) add(c.deactivated, "deactivated");
+    if (c.deactivated != 0 || (!carried && c.skipped == 0)) add(c.deactivated, "deactivated");
     if (c.skipped != 0) add(c.skipped, "skipped");
     out += parts;
   });

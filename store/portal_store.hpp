@@ -44,8 +44,8 @@ struct import_counts {
   bool changed() const;                // anything inserted, updated or deactivated
   // One line for 1C's log and the CLI, entities in import order, only those present:
   // "categories: 36 new, 0 updated, 0 unchanged; products: 282 new, 0 updated, 0 unchanged, 2 skipped; 2 warnings".
-  // "N deactivated" / "N skipped" appear when non-zero; an entity with only those shows just them
-  // ("products: 5 deactivated"). Empty counts: "nothing imported".
+  // "N deactivated" / "N skipped" appear when non-zero; an entity with nothing carried shows
+  // just them ("products: 5 deactivated", "offers: 0 deactivated"). Empty counts: "nothing imported".
   std::string summary() const;
   // {"products": {"inserted": 0, "updated": 0, "unchanged": 0, "deactivated": 0, "skipped": 0}, …,
   //  "warnings": [...]}
