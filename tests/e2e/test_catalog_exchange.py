@@ -206,9 +206,15 @@ class FullExchange(ExchangeTestCase):
         """scripts/onec-exchange, used by the README demo: exit 0 on success, 1 on failure."""
         d = self.h.start_daemon(self.h.config(zip=True, file_limit="4KiB"))
         script = str(Path(__file__).resolve().parents[2] / "scripts" / "onec-exchange")
+        # Files named as in 1C's exchange folder (webdata/import0_1.xml, offers0_1.xml).
+        paths = []
+        for name, data in sample_files():
+            path = self.h.dir / "webdata" / name
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(data)
+            paths.append(str(path))
         argv = [sys.executable, script, "--url", d.url(), "--user", Harness.USER,
-                "--password-env", "OBMEN_ONEC_PASSWORD", "--zip",
-                str(cml.sample(IMPORT)), str(cml.sample(OFFERS))]
+                "--password-env", "OBMEN_ONEC_PASSWORD", "--zip", *reversed(paths)]
         r = subprocess.run(argv, env=self.h.env(), capture_output=True, text=True, timeout=300)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr + d.log_excerpt(6000))
         self.assertRegex(r.stdout, r"(?m)^file +POST .*filename=v8_[0-9A-F]{4}_1\.zip")
