@@ -579,8 +579,10 @@ TEST_CASE("describe_masked shows every setting and never a secret") {
   CHECK(d.find("sources.onec.session_ttl = 1d\n") != std::string::npos);
   CHECK(d.find("sources.second.password = <from env OBMEN_TEST_PW>\n") != std::string::npos);
   CHECK(d.find("sources.second.path = /second\n") != std::string::npos);
-  // One line per setting: 16 general + 15 per source.
-  CHECK(std::count(d.begin(), d.end(), '\n') == 16 + 2 * 15);
+  CHECK(d.find("sources.onec.orders_schema_version = 2.05\n") != std::string::npos);
+  CHECK(d.find("sources.onec.timezone = Europe/Moscow\n") != std::string::npos);
+  // One line per setting: 16 general + 19 per source.
+  CHECK(std::count(d.begin(), d.end(), '\n') == 16 + 2 * 19);
 
   env_var url("OBMEN_DATABASE_URL", "postgresql://obmen:TopSecret3@db/obmen");
   const std::string e = cfg::describe_masked(*r.cfg);
@@ -622,4 +624,25 @@ TEST_CASE("edit distance and suggestions") {
   CHECK(ys::closest("read_timout", keys) == "read_timeout");
   CHECK_FALSE(ys::closest("colour", keys));
   CHECK_FALSE(ys::closest("xy", {"ab"}));
+}
+
+TEST_CASE("type=sale settings of a 1C source are validated") {
+  clean_env env;
+  const std::string yaml = R"(database:
+  url: postgresql://obmen@localhost/obmen
+sources:
+  onec:
+    type: onec
+    username: site
+    password: { env: OBMEN_TEST_PW }
+    orders_schema_version: "2.11"
+    unknown_orders: ignore
+    orders_per_query: 0
+)";
+  auto r = cfg::parse(yaml, "obmen.yaml");
+  CHECK(problems_of(r) == std::vector<std::string>{
+                              "obmen.yaml:8:28: sources.onec.orders_schema_version: expected one of 2.05, 2.08, 2.09, 2.10, 3.1, got '2.11'",
+                              "obmen.yaml:9:21: sources.onec.unknown_orders: expected one of report, create, got 'ignore'",
+                              "obmen.yaml:10:23: sources.onec.orders_per_query: must be between 1 and 100000, got 0",
+                          });
 }
