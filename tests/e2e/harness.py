@@ -539,20 +539,22 @@ class Harness:
             return
         self._closed = True
         failed = _test_failed(testcase) if print_logs is None else print_logs
-        for d in self.daemons:
-            try:
-                d.close()
-            except Exception as e:  # keep cleaning up
-                print(f"harness: closing {d.name}: {e}", file=sys.stderr)
-            if failed:
-                sys.stderr.write("\n" + d.log_excerpt() + "\n")
         try:
-            self.drop_database()
+            for d in self.daemons:
+                try:
+                    d.close()
+                    if failed:
+                        sys.stderr.write("\n" + d.log_excerpt() + "\n")
+                except Exception as e:  # keep cleaning up
+                    print(f"harness: closing {d.name}: {e}", file=sys.stderr)
         finally:
-            if os.environ.get("OBMEN_E2E_KEEP"):
-                print(f"harness: kept {self.dir}", file=sys.stderr)
-            else:
-                shutil.rmtree(self.dir, ignore_errors=True)
+            try:
+                self.drop_database()
+            finally:
+                if os.environ.get("OBMEN_E2E_KEEP"):
+                    print(f"harness: kept {self.dir}", file=sys.stderr)
+                else:
+                    shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _test_failed(testcase: unittest.TestCase | None) -> bool:
