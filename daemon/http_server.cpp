@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -158,6 +159,7 @@ net::awaitable<void> http_server::session(tcp::socket socket) {
   } g{this, me};
 
   beast::flat_buffer buffer;
+  bool unread_body = false;            // we answered without reading the whole request body
   while (!stopping_) {
     me->idle = true;
     bhttp::request_parser<bhttp::empty_body> header_parser;
@@ -193,7 +195,8 @@ net::awaitable<void> http_server::session(tcp::socket socket) {
       http::upload_decision decision = co_await route->prepare_upload(req);
       if (!decision.target) {
         res = std::move(decision.answer);
-        keep_alive = false;  // the body was not read
+        keep_alive = false;
+        unread_body = true;
       } else {
         http::upload_target target = std::move(*decision.target);
         std::string error;
@@ -219,8 +222,11 @@ net::awaitable<void> http_server::session(tcp::socket socket) {
             stream.expires_after(std::chrono::seconds(limits_.read_timeout_seconds));
             co_await bhttp::async_read(stream, buffer, body_parser, net::redirect_error(net::use_awaitable, ec));
             body_parser.get().body().close();
-            if (ec == bhttp::error::body_limit)
+            if (ec == bhttp::error::body_limit) {
+        unread_body = true;
               error = target.too_large_answer;
+              unread_body = true;
+            }
             else if (ec == beast::error::timeout)
               error = "upload timed out after " + std::to_string(limits_.read_timeout_seconds) + " s (http.read_timeout)";
             else if (ec)
@@ -273,6 +279,19 @@ net::awaitable<void> http_server::session(tcp::socket socket) {
     if (ec || !keep_alive) break;
   }
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  if (unread_body) {
+    // Closing with unread bytes in the receive buffer makes the kernel send RST, which can
+    // destroy our answer before the client reads it. Read and drop the rest of the body
+    // (bounded in bytes and time) so the client sees the "failure" line.
+    std::array<char, 64 * 1024> sink{};
+    std::uint64_t drained = 0;
+    stream.expires_after(std::chrono::seconds(5));
+    while (drained < (64ull << 20)) {
+      const std::size_t n = co_await stream.async_read_some(net::buffer(sink), net::redirect_error(net::use_awaitable, ec));
+      if (ec) break;
+      drained += n;
+    }
+  }
   stream.close();
 }
 
