@@ -5,7 +5,9 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <set>
+#include <tuple>
 
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
@@ -69,6 +71,42 @@ kind_rank rank_of(const std::string& name) {
   return kind_rank::other;
 }
 
+// Names of the price types, warehouses and properties earlier files declared, per source.
+// Bitrix-module packages declare them in one file and reference them by id from the next
+// (prices*, rests*, a products file after a properties file). A declaration the mapping ignores
+// leaves no portal row, so without its name a later reference would be decided by id alone:
+// a property ignored by name came back keyed by its GUID, a price type ignored by name failed
+// the prices file under `unmapped: fail`. Only names are kept; decisions are taken again with the
+// rules in force. In memory, process-wide: obmend and obmenctl import a whole package in one
+// process, in order. Bounded: cleared when full (the next package declares again).
+enum class declared_kind { price_type, warehouse, property };
+
+class declared_names {
+ public:
+  static declared_names& instance() {
+    static declared_names names;
+    return names;
+  }
+
+  void remember(const std::string& source, declared_kind kind, const std::string& id, const std::string& name) {
+    std::lock_guard lock(mutex_);
+    if (names_.size() >= max_entries) names_.clear();
+    names_[{source, kind, id}] = name;
+  }
+
+  std::optional<std::string> find(const std::string& source, declared_kind kind, const std::string& id) const {
+    std::lock_guard lock(mutex_);
+    const auto it = names_.find({source, kind, id});
+    if (it == names_.end()) return std::nullopt;
+    return it->second;
+  }
+
+ private:
+  static constexpr std::size_t max_entries = 100000;
+  mutable std::mutex mutex_;
+  std::map<std::tuple<std::string, declared_kind, std::string>, std::string> names_;
+};
+
 // The sink that turns reader output into portal rows: mapping decisions are taken here, once
 // per declaration, and remembered for the values that reference them.
 class import_sink final : public commerceml::catalog_sink {
@@ -104,6 +142,7 @@ class import_sink final : public commerceml::catalog_sink {
   void on_attribute_defs(std::vector<model::attribute_def> defs) override {
     std::vector<store::attribute_row> rows;
     for (auto& d : defs) {
+      names().remember(options_.source, declared_kind::property, d.external_id, d.name);
       const auto dec = rules_.property(d.external_id, d.name);
       if (!decide(dec)) {
         skipped_attributes_.insert(d.external_id);
@@ -111,6 +150,7 @@ class import_sink final : public commerceml::catalog_sink {
       }
       store::attribute_row row{d.external_id, dec.target, d.value_type, d.options, d.active};
       known_attributes_[d.external_id] = row;
+      decided_attributes_.insert(d.external_id);
       rows.push_back(std::move(row));
     }
     writer_.put_attributes(rows);
@@ -119,12 +159,14 @@ class import_sink final : public commerceml::catalog_sink {
   void on_price_types(std::vector<model::price_type> types) override {
     std::vector<store::price_type_row> rows;
     for (auto& t : types) {
+      names().remember(options_.source, declared_kind::price_type, t.external_id, t.name);
       const auto dec = rules_.price_type(t.external_id, t.name);
       if (!decide(dec)) {
         skipped_price_types_.insert(t.external_id);
         continue;
       }
       price_types_[t.external_id] = dec.target;
+      decided_price_types_.insert(t.external_id);
       rows.push_back({t.external_id, dec.target, t.name, t.currency});
     }
     writer_.put_price_types(rows);
@@ -133,12 +175,14 @@ class import_sink final : public commerceml::catalog_sink {
   void on_warehouses(std::vector<model::warehouse> items) override {
     std::vector<store::warehouse_row> rows;
     for (auto& w : items) {
+      names().remember(options_.source, declared_kind::warehouse, w.external_id, w.name);
       const auto dec = rules_.warehouse(w.external_id, w.name);
       if (!decide(dec)) {
         skipped_warehouses_.insert(w.external_id);
         continue;
       }
       warehouses_[w.external_id] = dec.target;
+      decided_warehouses_.insert(w.external_id);
       rows.push_back({w.external_id, dec.target, w.name, w.active});
     }
     writer_.put_warehouses(rows);
@@ -179,6 +223,28 @@ class import_sink final : public commerceml::catalog_sink {
     if (options_.progress) options_.progress(std::string(what) + ": " + std::to_string(n));
   }
 
+  static declared_names& names() { return declared_names::instance(); }
+
+  // A price type or warehouse an offer references by id but this file did not declare: decided
+  // once per file, by the name an earlier file declared it with when known (so a rule by name
+  // holds), else kept when the portal knows it, else by the id alone.
+  bool keep_reference(declared_kind kind, const std::string& id, const std::map<std::string, std::string>& known,
+                      std::set<std::string>& decided, std::set<std::string>& skipped) {
+    if (skipped.count(id)) return false;
+    if (decided.count(id)) return true;
+    const auto name = names().find(options_.source, kind, id);
+    if (name || !known.count(id)) {
+      const auto dec = kind == declared_kind::price_type ? rules_.price_type(id, name.value_or(""))
+                                                         : rules_.warehouse(id, name.value_or(""));
+      if (!decide(dec)) {
+        skipped.insert(id);
+        return false;
+      }
+    }
+    decided.insert(id);
+    return true;
+  }
+
   nlohmann::json attributes_json(const std::vector<model::attribute_value>& values) {
     nlohmann::json out = nlohmann::json::object();
     for (const auto& v : values) {
@@ -186,17 +252,27 @@ class import_sink final : public commerceml::catalog_sink {
       const store::attribute_row* def = nullptr;
       if (auto it = known_attributes_.find(v.attribute_id); it != known_attributes_.end()) def = &it->second;
       std::string name;
-      if (def) {
-        name = def->name;
-      } else {
-        // A value of a property no file declared: the mapping decides by id alone.
-        const auto dec = rules_.property(v.attribute_id, "");
-        if (!decide(dec)) {
-          skipped_attributes_.insert(v.attribute_id);
-          continue;
+      if (!decided_attributes_.count(v.attribute_id)) {
+        // Not declared in this file. Declared by an earlier one: the rules decide by its name (an
+        // ignored property must not come back under its id). Known to the portal only: kept.
+        // Never declared: the mapping decides by id alone.
+        const auto declared = names().find(options_.source, declared_kind::property, v.attribute_id);
+        if (declared || !def) {
+          const auto dec = rules_.property(v.attribute_id, declared.value_or(""));
+          if (!decide(dec)) {
+            skipped_attributes_.insert(v.attribute_id);
+            continue;
+          }
+          if (!def) {
+            store::attribute_row row;
+            row.external_id = v.attribute_id;
+            row.name = dec.target;
+            def = &(known_attributes_[v.attribute_id] = std::move(row));
+          }
         }
-        name = dec.target;
+        decided_attributes_.insert(v.attribute_id);
       }
+      name = def->name;
       std::vector<std::string> resolved;
       for (const auto& raw : v.values) {
         std::string text = raw;
@@ -287,29 +363,18 @@ class import_sink final : public commerceml::catalog_sink {
     if (o.prices) {
       r.prices.emplace();
       for (const auto& p : *o.prices) {
-        if (skipped_price_types_.count(p.price_type_id)) continue;
-        if (!price_types_.count(p.price_type_id)) {
-          // Never declared in this package or an earlier one: the mapping decides by id.
-          const auto dec = rules_.price_type(p.price_type_id, "");
-          if (!decide(dec)) {
-            skipped_price_types_.insert(p.price_type_id);
-            continue;
-          }
-        }
+        if (!keep_reference(declared_kind::price_type, p.price_type_id, price_types_, decided_price_types_,
+                            skipped_price_types_))
+          continue;
         r.prices->push_back({p.price_type_id, p.value, p.currency, p.unit, p.coefficient});
       }
     }
     if (o.stock) {
       r.stock.emplace();
       for (const auto& s : *o.stock) {
-        if (skipped_warehouses_.count(s.warehouse_id)) continue;
-        if (!warehouses_.count(s.warehouse_id)) {
-          const auto dec = rules_.warehouse(s.warehouse_id, "");
-          if (!decide(dec)) {
-            skipped_warehouses_.insert(s.warehouse_id);
-            continue;
-          }
-        }
+        if (!keep_reference(declared_kind::warehouse, s.warehouse_id, warehouses_, decided_warehouses_,
+                            skipped_warehouses_))
+          continue;
         r.stock->push_back({s.warehouse_id, s.quantity});
       }
     }
@@ -329,6 +394,8 @@ class import_sink final : public commerceml::catalog_sink {
   std::map<std::string, store::attribute_row> known_attributes_;
   std::map<std::string, std::string> price_types_, warehouses_;
   std::set<std::string> skipped_attributes_, skipped_price_types_, skipped_warehouses_;
+  // Kept by a decision taken in this file (declared here, or referenced and decided once).
+  std::set<std::string> decided_attributes_, decided_price_types_, decided_warehouses_;
   std::map<std::string, std::string> image_hashes_;
   std::set<std::string> reported_;
   std::vector<std::string> warnings_;
