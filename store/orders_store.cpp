@@ -696,7 +696,8 @@ order_export_batch orders_to_export(pqxx::transaction_base& tx, const std::strin
     WHERE o.source IS NULL AND (e.acknowledged_changed_at IS NULL OR o.changed_at > e.acknowledged_changed_at)
     ORDER BY o.changed_at, o.id
     LIMIT $3)sql",
-                                   source, erp_timezone, static_cast<long long>(limit));
+                                   source, erp_timezone,
+                                   static_cast<long long>(std::min<std::size_t>(limit, 1'000'000'000)));
   if (rows.empty()) return batch;
 
   std::map<std::int64_t, std::size_t> index;

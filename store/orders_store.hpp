@@ -45,14 +45,20 @@ struct order_export_batch {
 // "Финальный статус", "Статус заказа", "Дата изменения статуса". A delivery price
 // (orders.delivery_price > 0) becomes the service line ORDER_DELIVERY.
 //
+// Each document's НомерВерсии (version) is the order's changed_at in that snapshot (UTC,
+// microseconds): record_export remembers exactly that version as sent.
+//
 // Call it in a REPEATABLE READ (or SERIALIZABLE) transaction: the batch is one snapshot, and an
-// order the portal is still writing (uncommitted) is not visible, so it is never half-exported.
+// order the portal is still writing (uncommitted) is not visible, so it is never half-exported
+// (docs/orders.md asks the portal to insert an order and its lines in one transaction).
 order_export_batch orders_to_export(pqxx::transaction_base& tx, const std::string& source,
                                     const std::string& erp_timezone, std::size_t limit);
 
-// Remembers that exchange session `session_id` sent these orders, each at the changed_at it had
-// in the batch's snapshot. Call in the same transaction as orders_to_export (or one that commits
-// before the answer goes out). A later record for the same node and order replaces the pending one.
+// Remembers that exchange session `session_id` sent these orders, each at the version
+// (changed_at) it had in the batch's snapshot — a document without a version counts at the
+// order's current changed_at. Call it in the transaction of orders_to_export (or one that
+// commits before the answer goes out). A later record for the same node and order replaces the
+// pending one. Throws std::invalid_argument when orders and order_ids differ in size.
 void record_export(pqxx::transaction_base& tx, const std::string& source, std::int64_t session_id,
                    const order_export_batch&);
 
@@ -82,14 +88,17 @@ struct documents_apply_options {
 // then Номер = orders.number. Written back: status (mapped by rules->status() from "Статус заказа"
 // / "Статуса заказа ИД"; the raw value goes to erp_status; a payment / shipment date without a
 // mapped status change moves to the derived paid / shipped status; Отменен=true or
-// ПометкаУдаления=true → cancelled and the derived cancelled status), erp_number / erp_date
+// ПометкаУдаления=true → cancelled (never cleared by the ERP); derived statuses apply only to facts
+// new to the order, cancelled before shipped before paid), erp_number / erp_date
 // ("Номер по 1С" / "Дата по 1С", Номер1С / Дата1С), paid_at + payment_number ("Дата оплаты по 1С" /
 // "Дата оплаты", "Номер оплаты по 1С" / "Номер платежного документа"), shipped_at + shipment_number
 // ("Дата отгрузки по 1С", "Номер отгрузки по 1С"), lines and total when the document carries lines
 // that differ (order_items replaced; ORDER_DELIVERY goes to delivery_price). Every status change
-// appends a row to portal.order_status_history (origin = source, comment naming the 1C document),
-// whose trigger sends NOTIFY portal_order_status; a document that changes nothing writes nothing.
-// obmen's writes do not move changed_at, so they are not exported back to the ERP.
+// appends a row to portal.order_status_history (origin = options.source, comment naming the 1C
+// document and the reason), whose trigger sends NOTIFY portal_order_status; a document that
+// changes nothing writes nothing. obmen's writes carry SET LOCAL obmen.writer (reset before
+// returning), so the changed_at triggers of migration 0002 ignore them and the ERP's changes are
+// not exported back to it.
 //
 // Other operations become portal.documents, keyed by (source, Ид): "Счет на оплату" → invoice,
 // "Отпуск товара" / "Реализация товаров и услуг" → waybill, "Счет-фактура" → vat_invoice,
@@ -100,7 +109,10 @@ struct documents_apply_options {
 // Counterparties (root-level and inside documents) are upserted by (source, Ид); an unknown Ид is
 // matched by ИНН+КПП (ИНН alone for a sole trader) and that row is adopted (source/external_id set).
 //
-// Counts per entity: orders, order_items, order_status_history, documents, counterparties.
+// Counts per entity: orders (inserted = created, updated, unchanged, skipped = unknown or
+// ambiguous), order_items (inserted = lines written when an order's lines were replaced,
+// unchanged = lines that matched), order_status_history (inserted), documents (skipped =
+// operations not stored), counterparties.
 import_counts apply_documents(pqxx::transaction_base& tx, const std::vector<model::document>& docs,
                               const std::vector<model::counterparty>& counterparties,
                               const documents_apply_options&);
