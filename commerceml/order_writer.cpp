@@ -40,12 +40,13 @@ bool at_least(const schema& s, int major, int minor) {
   return s.major != major ? s.major > major : s.minor >= minor;
 }
 
-// The namespace each XSD declares (xsd/SOURCES.md): the 2.05 schema's targetNamespace really is
-// "urn:1C.ru:commerceml2". 2.03/2.04 have no schema and 1C's own examples carry no namespace.
+// The namespace 1C writes for the version. 2.05 documents carry none: that is what 1C-Bitrix
+// answers (samples/dobromyslov…/bitrix-query-response-*.xml) and what 1C is known to accept,
+// although the 2.05 XSD's targetNamespace is "urn:1C.ru:commerceml2" (the tests add it before
+// validating, and say so). 2.03/2.04 have no schema and 1C's own examples carry no namespace.
 std::string_view namespace_for(const schema& s) {
   if (s.major >= 3) return "urn:1C.ru:commerceml_3";
   if (s.major == 2 && s.minor >= 6) return "urn:1C.ru:commerceml_2";
-  if (s.major == 2 && s.minor == 5) return "urn:1C.ru:commerceml2";
   return {};
 }
 
