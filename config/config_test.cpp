@@ -641,7 +641,7 @@ sources:
 )";
   auto r = cfg::parse(yaml, "obmen.yaml");
   CHECK(problems_of(r) == std::vector<std::string>{
-                              "obmen.yaml:8:28: sources.onec.orders_schema_version: expected one of 2.05, 2.08, 2.09, 2.10, 3.1, got '2.11'",
+                              "obmen.yaml:8:28: sources.onec.orders_schema_version: expected one of 2.05, 2.08, 2.09, 2.10, 3.1, got '2.11'; did you mean '2.10'?",
                               "obmen.yaml:9:21: sources.onec.unknown_orders: expected one of report, create, got 'ignore'",
                               "obmen.yaml:10:23: sources.onec.orders_per_query: must be between 1 and 100000, got 0",
                           });

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <chrono>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 
@@ -164,7 +165,9 @@ net::awaitable<void> http_server::session(tcp::socket socket) {
     me->idle = true;
     bhttp::request_parser<bhttp::empty_body> header_parser;
     header_parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
-    header_parser.body_limit(limits_.max_body_bytes);
+    // Beast checks Content-Length against the body limit while parsing the header; the real
+    // limits are set per route below, once we know whether the body is an upload.
+    header_parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     stream.expires_after(std::chrono::seconds(limits_.idle_timeout_seconds));
     co_await bhttp::async_read_header(stream, buffer, header_parser, net::redirect_error(net::use_awaitable, ec));
     me->idle = false;
@@ -210,20 +213,28 @@ net::awaitable<void> http_server::session(tcp::socket socket) {
             fs::resize_file(target.file, target.offset, fec);
           bhttp::request_parser<bhttp::file_body> body_parser{std::move(header_parser)};
           body_parser.body_limit(target.limit);
-          // Beast 1.74's file_mode::append truncates and append_existing writes from the
-          // start: create the file, open it as existing and seek to the acknowledged end.
-          if (!fs::exists(target.file, fec)) std::ofstream(target.file, std::ios::binary);
-          body_parser.get().body().open(target.file.c_str(), beast::file_mode::append_existing, ec);
-          if (!ec) body_parser.get().body().file().seek(target.offset, ec);
-          if (ec) {
+          const auto declared = body_parser.content_length();
+          if (declared && *declared > target.limit) {
+            // Content-Length is checked against a limit only while the header is parsed, so
+            // a declared size over this upload's limit is refused here, unread.
+            error = target.too_large_answer;
+            keep_alive = false;
+            unread_body = true;
+          } else {
+            // Beast 1.74's file_mode::append truncates and append_existing writes from the
+            // start: create the file, open it as existing and seek to the acknowledged end.
+            if (!fs::exists(target.file, fec)) std::ofstream(target.file, std::ios::binary);
+            body_parser.get().body().open(target.file.c_str(), beast::file_mode::append_existing, ec);
+            if (!ec) body_parser.get().body().file().seek(target.offset, ec);
+          }
+          if (error.empty() && ec) {
             error = "cannot open spool file: " + ec.message();
             keep_alive = false;
-          } else {
+          } else if (error.empty()) {
             stream.expires_after(std::chrono::seconds(limits_.read_timeout_seconds));
             co_await bhttp::async_read(stream, buffer, body_parser, net::redirect_error(net::use_awaitable, ec));
             body_parser.get().body().close();
             if (ec == bhttp::error::body_limit) {
-        unread_body = true;
               error = target.too_large_answer;
               unread_body = true;
             }
@@ -248,11 +259,17 @@ net::awaitable<void> http_server::session(tcp::socket socket) {
     } else {
       bhttp::request_parser<bhttp::string_body> body_parser{std::move(header_parser)};
       body_parser.body_limit(limits_.max_body_bytes);
-      stream.expires_after(std::chrono::seconds(limits_.read_timeout_seconds));
-      co_await bhttp::async_read(stream, buffer, body_parser, net::redirect_error(net::use_awaitable, ec));
+      const auto declared = body_parser.content_length();
+      if (declared && *declared > limits_.max_body_bytes) {
+        ec = bhttp::error::body_limit;  // refused unread (see the upload branch)
+      } else {
+        stream.expires_after(std::chrono::seconds(limits_.read_timeout_seconds));
+        co_await bhttp::async_read(stream, buffer, body_parser, net::redirect_error(net::use_awaitable, ec));
+      }
       if (ec == bhttp::error::body_limit) {
         res = plain(413, "request body larger than " + std::to_string(limits_.max_body_bytes) + " bytes (http.max_body_size)\n");
         keep_alive = false;
+        unread_body = true;
       } else if (ec) {
         break;
       } else {
