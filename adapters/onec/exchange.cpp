@@ -710,6 +710,9 @@ net::awaitable<http::response> exchange::query(const session& s) {
     pqxx::transaction<pqxx::isolation_level::repeatable_read> tx(c);
     auto batch = store::orders_to_export(tx, source, tz, limit);
     store::record_export(tx, source, sid, batch);
+    // НомерВерсии carried the exported version to record_export; it is in no 2.x XSD, and 1C
+    // reads the answer against the schema of its version, so it does not go on the wire.
+    for (auto& order : batch.orders) order.version.clear();
     out_t out;
     auto opts = o;
     // ДатаФормирования in 1C's zone, from the database clock like the orders' dates.
