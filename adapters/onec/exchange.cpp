@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -123,6 +124,21 @@ void fsync_path(const fs::path& p, bool directory) {
 }
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// True when the file's last non-blank bytes close КоммерческаяИнформация (UTF-8 or windows-1251).
+bool ends_with_root_close(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  in.seekg(0, std::ios::end);
+  const auto size = static_cast<std::streamoff>(in.tellg());
+  const std::streamoff n = std::min<std::streamoff>(size, 256);
+  std::string tail(static_cast<std::size_t>(n), '\0');
+  in.seekg(size - n);
+  in.read(tail.data(), n);
+  while (!tail.empty() && std::isspace(static_cast<unsigned char>(tail.back()))) tail.pop_back();
+  const std::string utf8 = "</КоммерческаяИнформация>";
+  const std::string cp1251 = commerceml::utf8_to_cp1251(utf8);
+  return tail.ends_with(utf8) || tail.ends_with(cp1251);
+}
 
 }  // namespace
 
@@ -385,7 +401,12 @@ net::awaitable<http::response> exchange::finish_upload(http::request req, http::
     co_await db_.run(work_3);
     spdlog::info("1c[{}] session {}: received {} bytes of '{}'", cfg_.name, sid, bytes, rel);
     res = answer("success\n");
-    if (s->type == "sale" && !sale_new_protocol_.count(sid) && !looks_like_zip(file)) res = co_await import_now(*s, rel);
+    // Old sale protocol: the import runs inside mode=file — once the file is whole. 1C splits
+    // a file into pieces of file_limit bytes, so a piece of exactly file_limit bytes may have
+    // more coming, unless the document already ends with its closing root element.
+    if (s->type == "sale" && !sale_new_protocol_.count(sid) && !looks_like_zip(file) &&
+        (bytes < cfg_.file_limit || ends_with_root_close(file)))
+      res = co_await import_now(*s, rel);
   } catch (const std::exception& e) {
     spdlog::error("1c[{}] session {}: could not store '{}': {}", cfg_.name, sid, rel, e.what());
     std::error_code ec;
@@ -655,7 +676,8 @@ net::awaitable<http::response> exchange::import(const session& s, const std::str
       for (std::size_t i = 0; i < counts.warnings.size() && i < 5; ++i) text += "\n" + counts.warnings[i];
       return text;
     } catch (const commerceml::parse_error& e) {
-      failure = e.what();
+      // The name 1C sent, not the spool path: the server's folders are nobody's business.
+      failure = rel + ":" + std::to_string(e.line()) + ":" + std::to_string(e.column()) + ": " + e.message();
     } catch (const std::exception& e) {
       failure = "import of '" + rel + "' failed: " + e.what();
     }

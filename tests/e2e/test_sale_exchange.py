@@ -672,6 +672,26 @@ class OldProtocol(SaleTestCase):
         self.assertEqual(self.history(o["id"])[-1], ("completed", SOURCE))
 
 
+    def test_documents_split_into_pieces_imported_once_whole(self):
+        # 1C splits every upload into pieces of file_limit bytes, old protocol included: the
+        # import waits for the piece that completes the document.
+        self.start(file_limit="1KiB")
+        o = self.order("П-7002")
+        c = self.session(None)
+        self.expect_orders(self.query(c)[1], [o])
+        self.assertTrue(c.success().ok)
+        data = documents_file([order_document(o, requisite_pairs=STATUS_REQUISITES)])
+        self.assertGreater(len(data), 1024)
+        uploads, final = c.send_documents("orders-2.xml", data, new_protocol=False)
+        self.assertEqual(len(uploads), -(-len(data) // 1024))
+        for a in uploads[:-1]:
+            self.assertEqual(a.text, "success\n", a.describe())
+        self.assertEqual(final.status, "success", final.describe() + self.d.log_excerpt(6000))
+        row = self.order_row(o["id"])
+        self.assertEqual((row["status"], row["erp_number"]), ("completed", "ТДЦУ-000123"))
+        self.assertEqual(self.history(o["id"])[-1], ("completed", SOURCE))
+
+
 # ------------------------------------------------------------------------- 4. windows-1251
 
 class Windows1251(SaleTestCase):
