@@ -15,7 +15,7 @@ OBMEN_PACKAGES=(
   libpugixml-dev libpqxx-dev libyaml-cpp-dev libspdlog-dev libfmt-dev doctest-dev
   libzip-dev zip libssl-dev nlohmann-json3-dev libcli11-dev libsystemd-dev
   postgresql-15 postgresql-client-15
-  python3 curl ca-certificates libxml2-utils
+  python3 curl ca-certificates libxml2-utils time
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
