@@ -321,25 +321,7 @@ documents_file read_documents_buffer(std::string_view data, std::string_view fil
   const prolog pro = detect_prolog(data.substr(0, prolog_head_size), file_name);
   const std::string_view body = data.substr(pro.bom ? 3 : 0);
 
-  std::string text;
-  if (pro.cp1251) {
-    text = cp1251_to_utf8(body);
-    // Say utf-8 in the declaration without moving any position (as the catalog reader does).
-    if (pro.value_offset != std::string::npos) {
-      const char quote = text[pro.value_offset - 1];
-      std::string value = "utf-8";
-      value += quote;
-      value.resize(pro.value_length + 1, ' ');
-      text.replace(pro.value_offset, value.size(), value);
-    }
-  } else {
-    if (const std::size_t bad = find_invalid_utf8(body); bad != std::string_view::npos) {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(body[bad]));
-      fail(file_name, advance({}, body.substr(0, bad)), std::string("invalid UTF-8 byte ") + hex);
-    }
-    text.assign(body);
-  }
+  std::string text = utf8_document(body, pro, file_name);
 
   const position_map map = [&text](std::size_t offset) {
     return advance({}, std::string_view(text).substr(0, std::min(offset, text.size())));

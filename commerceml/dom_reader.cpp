@@ -31,27 +31,7 @@ void read_whole_document(std::string_view data, std::string_view file_name, cata
   const prolog pro = detect_prolog(data.substr(0, prolog_head_size), file_name);
   std::string_view body = data.substr(pro.bom ? 3 : 0);
 
-  std::string text;
-  if (pro.cp1251) {
-    text = cp1251_to_utf8(body);
-    // The text is UTF-8 now; say so in the declaration. encoding="windows-1251" becomes
-    // encoding="utf-8"        (the closing quote moves left, whitespace fills up) so that no
-    // position in the file moves. Both accepted names are at least 5 characters long.
-    if (pro.value_offset != std::string::npos) {
-      const char quote = text[pro.value_offset - 1];
-      std::string value = "utf-8";
-      value += quote;
-      value.resize(pro.value_length + 1, ' ');
-      text.replace(pro.value_offset, value.size(), value);
-    }
-  } else {
-    if (const std::size_t bad = find_invalid_utf8(body); bad != std::string_view::npos) {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(body[bad]));
-      fail(file_name, advance({}, body.substr(0, bad)), std::string("invalid UTF-8 byte ") + hex);
-    }
-    text.assign(body);
-  }
+  std::string text = utf8_document(body, pro, file_name);
 
   const position_map map = [&text](std::size_t offset) {
     return advance({}, std::string_view(text).substr(0, offset));

@@ -1,5 +1,8 @@
 #include "commerceml/prolog.hpp"
 
+#include <cstdio>
+
+#include "commerceml/encoding.hpp"
 #include "commerceml/reader.hpp"
 #include "commerceml/text_pos.hpp"
 
@@ -57,6 +60,31 @@ prolog detect_prolog(std::string_view head, std::string_view file_name) {
   const text_pos at = advance({}, head.substr(0, i));
   throw parse_error(std::string(file_name), at.line, at.column,
                     "unsupported encoding '" + std::string(value) + "'");
+}
+
+std::string utf8_document(std::string_view body, const prolog& pro, std::string_view file_name) {
+  std::string text;
+  if (pro.cp1251) {
+    text = cp1251_to_utf8(body);
+    // Both accepted names are at least 5 characters long, so "utf-8" plus its closing quote
+    // and padding spaces fit where the old value was.
+    if (pro.value_offset != std::string::npos) {
+      const char quote = text[pro.value_offset - 1];
+      std::string value = "utf-8";
+      value += quote;
+      value.resize(pro.value_length + 1, ' ');
+      text.replace(pro.value_offset, value.size(), value);
+    }
+  } else {
+    if (const std::size_t bad = find_invalid_utf8(body); bad != std::string_view::npos) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(body[bad]));
+      const text_pos at = advance({}, body.substr(0, bad));
+      throw parse_error(std::string(file_name), at.line, at.column, std::string("invalid UTF-8 byte ") + hex);
+    }
+    text.assign(body);
+  }
+  return text;
 }
 
 }  // namespace obmen::commerceml::detail
