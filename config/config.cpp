@@ -292,6 +292,53 @@ void read_sources(reader_context& ctx, const ys::map_reader& root, std::vector<o
   }
 }
 
+// schedules: [{ source, entity, mode, dry_run, every }]. Read after sources: a schedule names one.
+void read_schedules(reader_context& ctx, const ys::map_reader& root, const std::vector<onec_config>& onec,
+                    std::vector<schedule_config>& schedules) {
+  if (!root.has("schedules")) return;
+  const YAML::Node list = root.get("schedules");
+  if (list.IsNull()) return;
+  if (!list.IsSequence()) {
+    ctx.out.report(list, "schedules", "expected a list");
+    return;
+  }
+  std::vector<std::string> source_names;
+  for (const auto& s : onec) source_names.push_back(s.name);
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const YAML::Node item = list[i];
+    const std::string path = ys::index("schedules", i);
+    if (!item.IsMap()) {
+      ctx.out.report(item, path, "expected a map");
+      continue;
+    }
+    ys::map_reader m(ctx.out, item, path, {"source", "entity", "mode", "dry_run", "every"});
+    schedule_config s;
+    s.line = m.mark().line + 1;
+    const std::size_t before = ctx.out.count();
+    if (m.require("source")) {
+      read_non_empty(ctx.out, m, "source", s.source);
+      if (!s.source.empty() && std::find(source_names.begin(), source_names.end(), s.source) == source_names.end())
+        ctx.out.report(m.get("source"), m.path("source"),
+                       "no source '" + s.source + "' in sources" + ys::did_you_mean(s.source, source_names));
+    }
+    if (m.require("entity")) m.choice("entity", s.entity, resync_entities());
+    m.choice("mode", s.mode, resync_modes());
+    m.boolean("dry_run", s.dry_run);
+    if (m.require("every")) m.seconds("every", s.every_seconds, minute, 30 * day);
+    if (ctx.out.count() != before) continue;
+    auto same = std::find_if(schedules.begin(), schedules.end(), [&](const schedule_config& o) {
+      return o.source == s.source && o.slot() == s.slot();
+    });
+    if (same != schedules.end()) {
+      ctx.out.report(item, path,
+                     "duplicate schedule for source '" + s.source + "', entity '" + s.entity + "', mode '" + s.mode +
+                         "'; first given at line " + std::to_string(same->line));
+      continue;
+    }
+    schedules.push_back(std::move(s));
+  }
+}
+
 }  // namespace
 
 std::string secret::resolve() const {
@@ -327,7 +374,7 @@ load_result parse(std::string_view yaml, const fs::path& file_name) {
     return result;
   }
   reader_context ctx{out, base_dir(file_name), !env_or_empty("CREDENTIALS_DIRECTORY").empty()};
-  ys::map_reader root(out, *root_node, "", {"database", "http", "log", "spool", "workers", "sources"});
+  ys::map_reader root(out, *root_node, "", {"database", "http", "log", "spool", "workers", "sources", "schedules"});
   config cfg;
   cfg.file = file_name;
   if (root.is_map()) {
@@ -337,6 +384,7 @@ load_result parse(std::string_view yaml, const fs::path& file_name) {
     read_spool(ctx, root, cfg.spool);
     root.integer("workers", cfg.workers, 1, 64);
     read_sources(ctx, root, cfg.onec);
+    read_schedules(ctx, root, cfg.onec, cfg.schedules);
   }
   if (out.empty()) result.cfg = std::move(cfg);
   result.problems = out.take();
@@ -536,6 +584,12 @@ std::string describe_masked(const config& cfg) {
     line(p + "unknown_orders", s.unknown_orders);
     line(p + "timezone", s.timezone);
     line(p + "orders_per_query", std::to_string(s.orders_per_query));
+  }
+  for (std::size_t i = 0; i < cfg.schedules.size(); ++i) {
+    const auto& s = cfg.schedules[i];
+    line("schedules[" + std::to_string(i) + "]", "source " + s.source + ", entity " + s.entity + ", mode " + s.mode +
+                                                     (s.dry_run ? ", dry_run" : "") + ", every " +
+                                                     format_duration(s.every_seconds));
   }
   return r;
 }

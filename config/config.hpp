@@ -85,6 +85,29 @@ struct onec_config {
   int orders_per_query = 500;
 };
 
+// What a resync job may ask for (jobs/, docs/operations.md), in this order.
+inline const std::vector<std::string>& resync_entities() {
+  static const std::vector<std::string> all = {"catalog", "prices", "stock", "counterparties", "orders", "all"};
+  return all;
+}
+inline const std::vector<std::string>& resync_modes() {
+  static const std::vector<std::string> all = {"full", "incremental"};
+  return all;
+}
+
+// schedules[i] — a resync job obmend enqueues every `every` (docs/operations.md). `source` must
+// name a source of this file; one schedule per (source, entity, mode, dry_run).
+struct schedule_config {
+  std::string source;
+  std::string entity;                  // one of resync_entities(); required
+  std::string mode = "full";           // full | incremental
+  bool dry_run = false;
+  int every_seconds = 0;               // required, 1m .. 30d
+  int line = 0;                        // 1-based line in the file, for messages
+  // The slot several daemons share (obmen.bookmarks entity), e.g. "schedule:orders:full".
+  std::string slot() const { return "schedule:" + entity + ":" + mode + (dry_run ? ":dry_run" : ""); }
+};
+
 struct config {
   std::filesystem::path file;          // where it was loaded from
   database_config database;
@@ -93,6 +116,7 @@ struct config {
   spool_config spool;
   int workers = 2;                     // worker pool threads for parsing and database work
   std::vector<onec_config> onec;       // every sources.* entry of type onec, in file order
+  std::vector<schedule_config> schedules;  // in file order
 };
 
 struct load_result {

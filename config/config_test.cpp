@@ -646,3 +646,69 @@ sources:
                               "obmen.yaml:10:23: sources.onec.orders_per_query: must be between 1 and 100000, got 0",
                           });
 }
+
+TEST_CASE("schedules: every key, defaults, order") {
+  clean_env env;
+  auto r = cfg::parse(minimal + R"(schedules:
+  - { source: onec, entity: orders, every: 1h }
+  - source: onec
+    entity: catalog
+    mode: incremental
+    dry_run: true
+    every: 90m
+)",
+                      "obmen.yaml");
+  REQUIRE(problems_of(r) == std::vector<std::string>{});
+  const auto& s = r.cfg->schedules;
+  REQUIRE(s.size() == 2);
+  CHECK(s[0].source == "onec");
+  CHECK(s[0].entity == "orders");
+  CHECK(s[0].mode == "full");
+  CHECK_FALSE(s[0].dry_run);
+  CHECK(s[0].every_seconds == 3600);
+  CHECK(s[0].line == 9);
+  CHECK(s[0].slot() == "schedule:orders:full");
+  CHECK(s[1].entity == "catalog");
+  CHECK(s[1].mode == "incremental");
+  CHECK(s[1].dry_run);
+  CHECK(s[1].every_seconds == 5400);
+  CHECK(s[1].slot() == "schedule:catalog:incremental:dry_run");
+  const std::string d = cfg::describe_masked(*r.cfg);
+  CHECK(d.find("schedules[0] = source onec, entity orders, mode full, every 1h\n") != std::string::npos);
+  CHECK(d.find("schedules[1] = source onec, entity catalog, mode incremental, dry_run, every 90m\n") != std::string::npos);
+
+  auto none = cfg::parse(minimal + "schedules:\n", "obmen.yaml");
+  REQUIRE(none.ok());
+  CHECK(none.cfg->schedules.empty());
+}
+
+TEST_CASE("schedules: every mistake is reported with its path") {
+  clean_env env;
+  CHECK(only_problem(minimal + "schedules:\n  - { source: onex, entity: orders, every: 1h }\n") ==
+        "obmen.yaml:9:15: schedules[0].source: no source 'onex' in sources; did you mean 'onec'?");
+  CHECK(only_problem(minimal + "schedules:\n  - { source: onec, entity: order, every: 1h }\n") ==
+        "obmen.yaml:9:29: schedules[0].entity: expected one of catalog, prices, stock, counterparties, orders, all, "
+        "got 'order'; did you mean 'orders'?");
+  CHECK(only_problem(minimal + "schedules:\n  - { source: onec, entity: orders }\n") ==
+        "obmen.yaml:9:5: schedules[0]: missing required key 'every'");
+  CHECK(only_problem(minimal + "schedules:\n  - { source: onec, entity: orders, every: 10s }\n") ==
+        "obmen.yaml:9:44: schedules[0].every: must be between 1m and 30d, got 10s");
+  CHECK(only_problem(minimal + "schedules:\n  - { source: onec, entity: orders, every: soon }\n") ==
+        "obmen.yaml:9:44: schedules[0].every: expected a duration like 30s, 5m or 2h, got 'soon'");
+  CHECK(only_problem(minimal + "schedules:\n  - { source: onec, entity: all, mode: partial, every: 1h }\n") ==
+        "obmen.yaml:9:40: schedules[0].mode: expected one of full, incremental, got 'partial'");
+  auto typo = cfg::parse(minimal + "schedules:\n  - { source: onec, entity: all, evry: 1h }\n", "obmen.yaml");
+  CHECK(problems_of(typo) == std::vector<std::string>{
+                                 "obmen.yaml:9:5: schedules[0]: missing required key 'every'",
+                                 "obmen.yaml:9:34: schedules[0]: unknown key 'evry'; did you mean 'every'?"});
+  CHECK(only_problem(minimal + "schedules: { source: onec }\n") == "obmen.yaml:8:12: schedules: expected a list");
+  CHECK(only_problem(minimal + "schedules:\n  - orders\n") == "obmen.yaml:9:5: schedules[0]: expected a map");
+  CHECK(only_problem(minimal + "schedules:\n  - { source: onec, entity: orders, every: 1h }\n"
+                               "  - { source: onec, entity: orders, every: 2h }\n") ==
+        "obmen.yaml:10:5: schedules[1]: duplicate schedule for source 'onec', entity 'orders', mode 'full'; "
+        "first given at line 9");
+
+  // Several problems at once, in file order.
+  auto r = cfg::parse(minimal + "schedules:\n  - { source: x, entity: y, every: z }\n", "obmen.yaml");
+  CHECK(r.problems.size() == 3);
+}
