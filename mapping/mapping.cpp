@@ -251,6 +251,8 @@ void read_derived_statuses(ys::reporter& out, const ys::map_reader& root, rules&
 }
 
 std::string describe_object(const kind& k, std::string_view external_id, std::string_view name) {
+  // A reference by id alone (a later file of a split package) has no name to show.
+  if (name.empty()) return std::string(k.noun) + " with id '" + std::string(external_id) + "'";
   std::string s = std::string(k.noun) + " '" + std::string(name) + "'";
   if (!external_id.empty()) s += " (id '" + std::string(external_id) + "')";
   return s;

@@ -251,12 +251,13 @@ net::awaitable<std::optional<exchange::session>> exchange::find_session(const ht
 }
 
 net::awaitable<void> exchange::record(const http::request& req, std::optional<std::int64_t> session_id,
-                                      const http::response& res, std::int64_t started_ms) {
+                                      const http::response& res, std::int64_t started_ms,
+                                      std::optional<std::uint64_t> body_bytes) {
   const std::string mode = req.param("mode"), filename = req.param("filename"), method = req.method;
   const std::string line = first_line(res.body).substr(0, 200) +
                            (res.body.find('\n') != std::string::npos ? "\n" + res.body.substr(res.body.find('\n') + 1, 800) : "");
   const auto duration = static_cast<int>(now_ms() - started_ms);
-  const auto bytes = static_cast<std::int64_t>(req.body.size());
+  const auto bytes = static_cast<std::int64_t>(body_bytes.value_or(req.body.size()));
   if (!session_id) co_return;
   try {
     // Named, not a temporary: GCC 12 destroys temporaries of a co_await expression twice.
@@ -370,7 +371,7 @@ net::awaitable<http::response> exchange::finish_upload(http::request req, http::
   if (!error.empty()) {
     spdlog::warn("1c[{}] session {}: upload of '{}' failed: {}", cfg_.name, s->id, rel, error);
     auto res = answer("failure\n" + error);
-    co_await record(req, s->id, res, started);
+    co_await record(req, s->id, res, started, bytes);
     co_return res;
   }
   const std::int64_t sid = s->id;
@@ -413,7 +414,7 @@ net::awaitable<http::response> exchange::finish_upload(http::request req, http::
     fs::resize_file(file, target.offset, ec);
     res = answer("failure\ncould not store the chunk of '" + rel + "': " + e.what());
   }
-  co_await record(req, sid, res, started);
+  co_await record(req, sid, res, started, bytes);
   co_return res;
 }
 
@@ -452,6 +453,7 @@ net::awaitable<http::response> exchange::handle(http::request req) {
 }
 
 net::awaitable<http::response> exchange::checkauth(const http::request& req) {
+  const auto started = now_ms();
   if (!basic_auth_ok(req)) {
     spdlog::warn("1c[{}] {}: checkauth refused: wrong user name or password", cfg_.name, req.remote);
     co_return answer("failure\nwrong user name or password");
@@ -475,7 +477,7 @@ net::awaitable<http::response> exchange::checkauth(const http::request& req) {
   auto res = answer("success\n" + std::string(cookie_name) + "\n" + cookie + "\nsessid=" + sha256_hex(cookie).substr(0, 32) +
                     "\n" + (type == "catalog" ? "timestamp=" + std::to_string(std::time(nullptr)) + "\n" : std::string()));
   res.headers.emplace_back("Set-Cookie", std::string(cookie_name) + "=" + cookie + "; Path=/; HttpOnly");
-  co_await record(req, id, res, now_ms());
+  co_await record(req, id, res, started);
   co_return res;
 }
 

@@ -70,8 +70,10 @@ class exchange final : public http::route, public std::enable_shared_from_this<e
   net::awaitable<std::optional<session>> find_session(const http::request&, std::string& why);
   bool basic_auth_ok(const http::request&) const;
   http::response answer(std::string body) const;
+  // `bytes`: the body's size when it was streamed to disk (uploads); else the in-memory body's.
   net::awaitable<void> record(const http::request&, std::optional<std::int64_t> session_id,
-                              const http::response&, std::int64_t started_ms);
+                              const http::response&, std::int64_t started_ms,
+                              std::optional<std::uint64_t> bytes = std::nullopt);
   void start_job(std::shared_ptr<job>);
   static net::awaitable<void> run_job(std::shared_ptr<exchange> self, std::shared_ptr<job> j);
 

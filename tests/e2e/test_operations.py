@@ -297,7 +297,6 @@ class ExchangeOperations(unittest.TestCase):
         # No request is logged without its session.
         self.assertEqual(self.h.count("SELECT count(*) FROM obmen.exchange_requests WHERE session_id IS NULL"), 0)
 
-    @unittest.expectedFailure   # exchange.cpp record() logs req.body.size(), 0 for bodies streamed to disk
     def test_upload_requests_record_their_body_size(self):
         d = self.h.start_daemon(self.h.config(zip=False, file_limit="16KiB"))
         c = self.client(d)
