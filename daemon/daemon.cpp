@@ -19,6 +19,7 @@
 #include "common/worker_pool.hpp"
 #include "config/config.hpp"
 #include "daemon/http_server.hpp"
+#include "jobs/runner.hpp"
 #include "mapping/settings.hpp"
 #include "store/database.hpp"
 
@@ -40,6 +41,17 @@ std::optional<loaded> load_all(const fs::path& path, std::vector<std::string>& p
 http_limits limits_of(const config::http_config& h) {
   return {h.read_timeout_seconds, h.write_timeout_seconds, h.idle_timeout_seconds, h.max_header_bytes, h.max_body_bytes,
           h.max_connections};
+}
+
+// What the jobs runner needs of the configuration: every 1C source with its mapping and spool
+// folder (the same <spool.dir>/<source> the exchange writes), and the schedules.
+jobs::runner_settings runner_settings_of(const loaded& l) {
+  jobs::runner_settings s;
+  s.database_url = config::database_url(l.cfg);
+  for (const auto& src : l.cfg.onec)
+    s.sources.push_back({src.name, l.rules_by_source.at(src.name), fs::path(l.cfg.spool.dir) / src.name});
+  s.schedules = l.cfg.schedules;
+  return s;
 }
 
 class healthz final : public http::route {
@@ -80,6 +92,8 @@ class daemon_state {
         current_(std::move(l)),
         db_(static_cast<std::size_t>(current_.cfg.database.pool_size), config::database_url(current_.cfg)),
         imports_(static_cast<std::size_t>(std::max(1, current_.cfg.workers - 1)), config::database_url(current_.cfg)),
+        // Resync jobs (jobs/runner.hpp): constructed after the pools, idle until start().
+        jobs_(ioc, runner_settings_of(current_)),
         server_(ioc),
         signals_(ioc, SIGTERM, SIGINT, SIGHUP),
         watchdog_(ioc),
@@ -95,6 +109,9 @@ class daemon_state {
     start_watchdog();
     clean_spool();
     notify("READY=1\nSTATUS=" + status_line() + "\nX_OBMEN_LISTEN=" + listen_);
+    // After READY: the runner LISTENs for jobs and picks up what is queued (a slow database
+    // must not delay start-up).
+    jobs_.start();
   }
 
  private:
@@ -159,6 +176,7 @@ class daemon_state {
     try {
       current_ = std::move(*next);
       build_routes();
+      jobs_.reconfigure(runner_settings_of(current_));  // new mapping rules and schedules for the next job
     } catch (const std::exception& e) {
       spdlog::error("reload failed: {}", e.what());
     }
@@ -183,6 +201,7 @@ class daemon_state {
     spdlog::info("stopping: {} connection(s) open, {} import(s) running", server_.connections(), running_jobs());
     watchdog_.cancel();
     cleaner_.cancel();
+    jobs_.stop();  // no new claims; a running job stops at its next step and is queued again
     server_.on_drained([this] { wait_for_jobs(); });
     server_.stop();
   }
@@ -196,7 +215,7 @@ class daemon_state {
 
   // Imports run on the import pool; their transactions are allowed to finish.
   void wait_for_jobs() {
-    if (running_jobs() == 0) {
+    if (running_jobs() == 0 && !jobs_.busy()) {
       spdlog::info("stopped: no connection or import left");
       signals_.cancel();
       return;
@@ -245,6 +264,7 @@ class daemon_state {
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   worker_pool db_;
   worker_pool imports_;
+  jobs::runner jobs_;
   http_server server_;
   net::signal_set signals_;
   net::steady_timer watchdog_;
