@@ -3,6 +3,7 @@
 
 #include "config/config.hpp"
 #include "ctl/commands.hpp"
+#include "ctl/queue_commands.hpp"
 #include "ctl/jobs_commands.hpp"
 
 #ifndef OBMEN_VERSION
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
   import->add_option("--source", source, "source name (default: the only 1C source in the configuration)");
   import->add_option("files", files, "import*.xml, offers*.xml, prices*.xml, rests*.xml or a .zip")->required();
   import->add_flag("--json", json, "print the counts as JSON");
+  auto queue_cli = obmen::ctl::add_queue_commands(app);  // queue list|show|retry|drop
   auto jobs_cli = obmen::ctl::add_jobs_commands(app);  // resync, status, jobs
 
   try {
@@ -37,6 +39,7 @@ int main(int argc, char** argv) {
   if (*check) return obmen::ctl::check(g);
   if (*migrate) return obmen::ctl::migrate(g);
   if (*import) return obmen::ctl::import_files(g, source, {files.begin(), files.end()}, json);
+  if (auto rc = obmen::ctl::run_queue_commands(*queue_cli, g)) return *rc;
   if (auto rc = obmen::ctl::run_jobs_commands(*jobs_cli, g)) return *rc;
   return 2;
 }
