@@ -217,6 +217,14 @@ CREATE TEMP TABLE obmen_carried (
 // picks nested loops that go quadratic on a 20 000-item catalog. Small batches skip it.
 constexpr std::size_t analyze_above = 50;
 
+// The same holds for the portal tables an import fills, inside its one long transaction: a table
+// that was empty (or never analyzed) when its statistics were taken looks tiny to the planner, and
+// `source = $1` is guessed to match 0.5% of it, so per-batch merges turn into hash joins over the
+// whole table — a 100 000-product catalog spent most of its time re-reading portal.stock. A table
+// is analyzed again (inside the transaction, which sees its own rows) each time the rows this
+// writer inserted into it reach its size at the previous ANALYZE: O(log n) ANALYZEs per import.
+constexpr std::int64_t reanalyze_at_least = 1000;
+
 std::atomic<std::int64_t> next_writer_id{1};
 
 }  // namespace
@@ -261,6 +269,28 @@ struct catalog_writer::impl {
 
   void analyze(const char* table, std::size_t rows) {
     if (rows > analyze_above) tx.exec(std::string("ANALYZE ") + table);
+  }
+
+  struct growth {
+    std::int64_t base = -1;   // rows at the last ANALYZE (pg_class.reltuples at first)
+    std::int64_t since = 0;   // inserted by this writer since
+  };
+  std::map<std::string, growth> grown;
+
+  // Call with the rows just inserted into portal.<table>; `keys` are the columns the merges join
+  // and filter on (statistics of wide text and jsonb columns would cost most of the sampling).
+  void grew(const char* table, const char* keys, std::int64_t inserted) {
+    if (inserted <= 0) return;
+    auto& g = grown[table];
+    if (g.base < 0)
+      g.base = tx.exec1(std::string("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'portal.") + table +
+                        "'::regclass")[0]
+                   .as<std::int64_t>();
+    g.since += inserted;
+    if (g.since < reanalyze_at_least || g.since < g.base) return;
+    tx.exec(std::string("ANALYZE portal.") + table + " (" + keys + ")");
+    g.base += g.since;
+    g.since = 0;
   }
 
   // Remembers the batch's external ids: for finish_*(full) and, in an exchange session, for
@@ -624,6 +654,7 @@ void catalog_writer::impl::put_products(const std::vector<product_row>& batch) {
   }
   const auto [ins, upd] = merged_counts();
   record("products", static_cast<std::int64_t>(rows.size()), ins, upd, marked, skipped);
+  grew("products", "source, external_id", ins);
 }
 
 // ── offers, prices, stock ──
@@ -787,6 +818,7 @@ void catalog_writer::impl::put_offers(const std::vector<offer_row>& batch) {
   }
   const auto [ins, upd] = merged_counts();
   record("offers", static_cast<std::int64_t>(rows.size()) - unknown, ins, upd, marked, skipped + unknown);
+  grew("offers", "source, external_id, product_id", ins);
 
   if (any_prices) merge_prices(prices_bad);
   if (any_stock) merge_stock(stock_bad);
@@ -846,6 +878,7 @@ void catalog_writer::impl::merge_prices(std::int64_t skipped_by_value) {
   c.deactivated = deactivated;
   c.skipped = staged - applied + skipped_by_value;
   counts.by_entity["prices"] += c;
+  grew("prices", "offer_id, price_type_id", ins);
 }
 
 void catalog_writer::impl::merge_stock(std::int64_t skipped_by_value) {
@@ -897,6 +930,7 @@ void catalog_writer::impl::merge_stock(std::int64_t skipped_by_value) {
   c.unchanged = applied - ins - upd;
   c.skipped = staged - applied + skipped_by_value;
   counts.by_entity["stock"] += c;
+  grew("stock", "offer_id, warehouse_id", ins);
 }
 
 // ── public face ──

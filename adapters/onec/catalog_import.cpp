@@ -2,12 +2,18 @@
 
 #include <algorithm>
 #include <array>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
+#include <exception>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <tuple>
+#include <type_traits>
+#include <variant>
 
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
@@ -402,6 +408,121 @@ class import_sink final : public commerceml::catalog_sink {
   std::size_t categories_ = 0, products_ = 0, offers_ = 0;
 };
 
+// The reader runs on its own thread, one file ahead of the database: while the importing thread
+// merges a batch, the next one is parsed. What the reader produces goes through this queue in
+// order; it holds at most `capacity` batches, so memory stays bounded whatever the file size.
+// The importing thread keeps the transaction, the mapping decisions and every sink call: only
+// parsing moves.
+class reader_queue {
+ public:
+  using message = std::variant<commerceml::document_info, std::vector<model::category>,
+                               std::vector<model::attribute_def>, std::vector<model::price_type>,
+                               std::vector<model::warehouse>, std::vector<model::product>, std::vector<model::offer>>;
+  struct cancelled {};  // thrown on the reader thread once the importing thread gave up
+
+  explicit reader_queue(std::size_t capacity) : capacity_(capacity) {}
+
+  // Reader thread: blocks while the queue is full.
+  void push(message m) {
+    std::unique_lock lock(mutex_);
+    space_.wait(lock, [&] { return cancelled_ || items_.size() < capacity_; });
+    if (cancelled_) throw cancelled{};
+    items_.push_back(std::move(m));
+    ready_.notify_one();
+  }
+  // Reader thread: no more messages; `error` (a parse error, say) is rethrown by pop() once the
+  // messages before it were taken.
+  void close(std::exception_ptr error) {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+    error_ = std::move(error);
+    ready_.notify_one();
+  }
+  // Importing thread: the next message, nullopt at the end.
+  std::optional<message> pop() {
+    std::unique_lock lock(mutex_);
+    ready_.wait(lock, [&] { return closed_ || !items_.empty(); });
+    if (items_.empty()) {
+      if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+      return std::nullopt;
+    }
+    message m = std::move(items_.front());
+    items_.pop_front();
+    space_.notify_one();
+    return m;
+  }
+  // Importing thread: stop the reader (it throws `cancelled` at its next push).
+  void cancel() {
+    std::lock_guard lock(mutex_);
+    cancelled_ = true;
+    items_.clear();
+    space_.notify_one();
+  }
+
+ private:
+  std::size_t capacity_;
+  std::mutex mutex_;
+  std::condition_variable space_, ready_;
+  std::deque<message> items_;
+  bool closed_ = false, cancelled_ = false;
+  std::exception_ptr error_;
+};
+
+class queueing_sink final : public commerceml::catalog_sink {
+ public:
+  explicit queueing_sink(reader_queue& q) : q_(q) {}
+  void on_document(const commerceml::document_info& i) override { q_.push(i); }
+  void on_categories(std::vector<model::category> v) override { q_.push(std::move(v)); }
+  void on_attribute_defs(std::vector<model::attribute_def> v) override { q_.push(std::move(v)); }
+  void on_price_types(std::vector<model::price_type> v) override { q_.push(std::move(v)); }
+  void on_warehouses(std::vector<model::warehouse> v) override { q_.push(std::move(v)); }
+  void on_products(std::vector<model::product> v) override { q_.push(std::move(v)); }
+  void on_offers(std::vector<model::offer> v) override { q_.push(std::move(v)); }
+
+ private:
+  reader_queue& q_;
+};
+
+// Reads `file` on a reader thread and delivers everything to `sink` on the calling thread, in
+// the reader's order; exceptions from either side propagate to the caller, and the reader
+// thread is always joined before this returns.
+void read_ahead(const fs::path& file, commerceml::catalog_sink& sink, const commerceml::read_options& ropts) {
+  reader_queue queue(2);
+  std::thread reader([&] {
+    std::exception_ptr error;
+    try {
+      queueing_sink forward(queue);
+      commerceml::read_catalog_file(file, forward, ropts);
+    } catch (const reader_queue::cancelled&) {
+    } catch (...) {
+      error = std::current_exception();
+    }
+    queue.close(error);
+  });
+  struct join_reader {
+    reader_queue& queue;
+    std::thread& reader;
+    ~join_reader() {
+      queue.cancel();
+      reader.join();
+    }
+  } joiner{queue, reader};
+  while (auto m = queue.pop()) {
+    std::visit(
+        [&](auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, commerceml::document_info>) sink.on_document(v);
+          else if constexpr (std::is_same_v<T, std::vector<model::category>>) sink.on_categories(std::move(v));
+          else if constexpr (std::is_same_v<T, std::vector<model::attribute_def>>) sink.on_attribute_defs(std::move(v));
+          else if constexpr (std::is_same_v<T, std::vector<model::price_type>>) sink.on_price_types(std::move(v));
+          else if constexpr (std::is_same_v<T, std::vector<model::warehouse>>) sink.on_warehouses(std::move(v));
+          else if constexpr (std::is_same_v<T, std::vector<model::product>>) sink.on_products(std::move(v));
+          else sink.on_offers(std::move(v));
+        },
+        *m);
+  }
+}
+
 }  // namespace
 
 store::import_counts import_catalog_file(pqxx::connection& db, const fs::path& file, const import_options& options) {
@@ -417,7 +538,7 @@ store::import_counts import_catalog_file(pqxx::connection& db, const fs::path& f
   import_sink sink(writer, options, rules, name);
   commerceml::read_options ropts;
   ropts.batch_size = options.batch_size;
-  commerceml::read_catalog_file(file, sink, ropts);
+  read_ahead(file, sink, ropts);
 
   // A full section deactivates what it did not carry — but only when it carried something of
   // that kind: an offers file's Классификатор (offer properties only) or a classifier-only

@@ -29,7 +29,9 @@ struct import_options {
   std::optional<std::int64_t> exchange_session_id;  // for `deactivate`; nullopt from the CLI
   const mapping::rules* rules = nullptr;            // nullptr = defaults (import everything as-is)
   std::filesystem::path files_root;                 // where Картинка paths are resolved (the spool dir)
-  std::size_t batch_size = 1000;
+  // Most products / offers per store batch. Each batch costs a dozen statements whatever its size,
+  // so batches are large; the reader also cuts a batch at 8 MiB of XML, which bounds memory.
+  std::size_t batch_size = 5000;
   // Called from the importing thread now and then with a short state ("products: 12000").
   std::function<void(const std::string&)> progress;
   // Runs inside the import's transaction just before commit (records the result with the data).
