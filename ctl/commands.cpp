@@ -18,8 +18,6 @@ namespace obmen::ctl {
 
 namespace fs = std::filesystem;
 
-namespace {
-
 std::optional<mapping::settings> load_or_report(const global_options& g) {
   std::vector<std::string> problems;
   auto s = mapping::load_settings(g.config_path, problems);
@@ -30,8 +28,6 @@ std::optional<mapping::settings> load_or_report(const global_options& g) {
   return s;
 }
 
-// The database URL for commands that need only the database: OBMEN_DATABASE_URL alone is
-// enough, so `migrate` works before a configuration exists.
 std::optional<std::string> database_url(const global_options& g) {
   if (const char* env = std::getenv("OBMEN_DATABASE_URL"); env && *env) {
     std::error_code ec;
@@ -42,7 +38,6 @@ std::optional<std::string> database_url(const global_options& g) {
   return config::database_url(s->cfg);
 }
 
-}  // namespace
 
 int check(const global_options& g) {
   auto s = load_or_report(g);

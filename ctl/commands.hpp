@@ -7,11 +7,22 @@
 #include <string>
 #include <vector>
 
+#include "mapping/settings.hpp"
+
 namespace obmen::ctl {
 
 struct global_options {
   std::filesystem::path config_path;
 };
+
+// The configuration and mappings validated exactly as obmend does; on failure every problem is
+// printed to stderr and nullopt returned.
+std::optional<mapping::settings> load_or_report(const global_options&);
+
+// The database URL for commands that need only the database: OBMEN_DATABASE_URL alone is
+// enough when no configuration file exists (so `migrate` works before one is written);
+// otherwise the configuration is validated and its database used. nullopt: problems printed.
+std::optional<std::string> database_url(const global_options&);
 
 // Runs exactly the daemon's validation: configuration, every source's mapping, secrets.
 int check(const global_options&);

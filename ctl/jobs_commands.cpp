@@ -1,5 +1,7 @@
 #include "ctl/jobs_commands.hpp"
 
+#include "ctl/commands.hpp"
+
 #include <pwd.h>
 #include <unistd.h>
 
@@ -86,13 +88,8 @@ struct session {
 
 // Configuration (for the database URL and the sources) and a connection on a current schema.
 std::optional<session> open(const global_options& g, const char* command) {
-  std::vector<std::string> problems;
-  auto s = mapping::load_settings(g.config_path, problems);
-  if (!s) {
-    for (const auto& p : problems) std::cerr << p << "\n";
-    std::cerr << "obmenctl: " << problems.size() << " problem(s) in " << g.config_path.string() << "\n";
-    return std::nullopt;
-  }
+  auto s = load_or_report(g);
+  if (!s) return std::nullopt;
   try {
     auto conn = store::connect(config::database_url(s->cfg));
     store::require_current_schema(*conn);

@@ -1,5 +1,7 @@
 #include "ctl/queue_commands.hpp"
 
+#include "ctl/commands.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,24 +38,6 @@ struct queue_cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-// The same rule as the other database commands (ctl/commands.cpp): OBMEN_DATABASE_URL alone is
-// enough when there is no configuration file; otherwise the configuration is validated exactly as
-// obmend does and its database.url used.
-std::optional<std::string> database_url(const global_options& g) {
-  if (const char* env = std::getenv("OBMEN_DATABASE_URL"); env && *env) {
-    std::error_code ec;
-    if (!fs::exists(g.config_path, ec)) return std::string(env);
-  }
-  std::vector<std::string> problems;
-  auto s = mapping::load_settings(g.config_path, problems);
-  if (!s) {
-    for (const auto& p : problems) std::cerr << p << "\n";
-    std::cerr << "obmenctl: " << problems.size() << " problem(s) in " << g.config_path.string() << "\n";
-    return std::nullopt;
-  }
-  return config::database_url(s->cfg);
-}
 
 // Display width of UTF-8 text, in code points (Cyrillic error messages are two bytes a letter).
 std::size_t width(const std::string& s) {
