@@ -18,26 +18,12 @@
 namespace obmen::commerceml {
 namespace {
 
+using detail::attribute;
+using detail::child;
+using detail::child_text;
+using detail::is;
 using detail::local_name;
 using detail::text_of;
-
-bool is(pugi::xml_node n, std::string_view local) {
-  return n.type() == pugi::node_element && local_name(n) == local;
-}
-
-pugi::xml_node child(pugi::xml_node n, std::string_view local) {
-  for (pugi::xml_node c = n.first_child(); c; c = c.next_sibling())
-    if (is(c, local)) return c;
-  return {};
-}
-
-std::string child_text(pugi::xml_node n, std::string_view local) { return text_of(child(n, local)); }
-
-pugi::xml_attribute attribute(pugi::xml_node n, std::string_view local) {
-  for (pugi::xml_attribute a = n.first_attribute(); a; a = a.next_attribute())
-    if (local_name(a.name()) == local) return a;
-  return {};
-}
 
 std::string attribute_text(pugi::xml_node n, std::string_view local) {
   std::string_view v = attribute(n, local).value();

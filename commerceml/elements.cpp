@@ -13,26 +13,6 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-bool is(pugi::xml_node n, std::string_view local) {
-  return n.type() == pugi::node_element && local_name(n) == local;
-}
-
-// First child element with the given local name.
-pugi::xml_node child(pugi::xml_node n, std::string_view local) {
-  for (pugi::xml_node c = n.first_child(); c; c = c.next_sibling())
-    if (is(c, local)) return c;
-  return {};
-}
-
-std::string child_text(pugi::xml_node n, std::string_view local) { return text_of(child(n, local)); }
-
-// Attribute by local name (1C writes them unprefixed; tolerate a prefix anyway).
-pugi::xml_attribute attribute(pugi::xml_node n, std::string_view local) {
-  for (pugi::xml_attribute a = n.first_attribute(); a; a = a.next_attribute())
-    if (local_name(a.name()) == local) return a;
-  return {};
-}
-
 // 1C writes "true"/"false"; accept the usual spellings of true and treat the rest as false.
 bool truthy(std::string_view s) {
   s = trim(s);
@@ -267,6 +247,26 @@ void read_properties(pugi::xml_node props, bool for_offers, std::vector<model::a
 }
 
 }  // namespace
+
+bool is(pugi::xml_node n, std::string_view local) {
+  return n.type() == pugi::node_element && local_name(n) == local;
+}
+
+// First child element with the given local name.
+pugi::xml_node child(pugi::xml_node n, std::string_view local) {
+  for (pugi::xml_node c = n.first_child(); c; c = c.next_sibling())
+    if (is(c, local)) return c;
+  return {};
+}
+
+std::string child_text(pugi::xml_node n, std::string_view local) { return text_of(child(n, local)); }
+
+// Attribute by local name (1C writes them unprefixed; tolerate a prefix anyway).
+pugi::xml_attribute attribute(pugi::xml_node n, std::string_view local) {
+  for (pugi::xml_attribute a = n.first_attribute(); a; a = a.next_attribute())
+    if (local_name(a.name()) == local) return a;
+  return {};
+}
 
 void fail(std::string_view file_name, text_pos at, std::string message) {
   throw parse_error(std::string(file_name), at.line, at.column, std::move(message));

@@ -32,6 +32,12 @@ inline std::string_view local_name(pugi::xml_node n) { return local_name(n.name(
 // Trimmed text of the element (its PCDATA and CDATA children, concatenated).
 std::string text_of(pugi::xml_node n);
 
+// Matching by local name, whatever the namespace prefix (FORMAT.md §1).
+bool is(pugi::xml_node n, std::string_view local);
+pugi::xml_node child(pugi::xml_node n, std::string_view local);           // first such child element
+std::string child_text(pugi::xml_node n, std::string_view local);         // its trimmed text, "" if none
+pugi::xml_attribute attribute(pugi::xml_node n, std::string_view local);  // attribute by local name
+
 enum class section_kind { classifier, catalog, offers, offers_changes, documents, other };
 section_kind section_of(std::string_view local);
 // Товары for a catalog, Предложения for an offer package; empty otherwise.
