@@ -148,15 +148,11 @@ class import_sink final : public commerceml::catalog_sink {
   void on_attribute_defs(std::vector<model::attribute_def> defs) override {
     std::vector<store::attribute_row> rows;
     for (auto& d : defs) {
-      names().remember(options_.source, declared_kind::property, d.external_id, d.name);
       const auto dec = rules_.property(d.external_id, d.name);
-      if (!decide(dec)) {
-        skipped_attributes_.insert(d.external_id);
+      if (!declare(declared_kind::property, d.external_id, d.name, dec, skipped_attributes_, decided_attributes_))
         continue;
-      }
       store::attribute_row row{d.external_id, dec.target, d.value_type, d.options, d.active};
       known_attributes_[d.external_id] = row;
-      decided_attributes_.insert(d.external_id);
       rows.push_back(std::move(row));
     }
     writer_.put_attributes(rows);
@@ -165,14 +161,10 @@ class import_sink final : public commerceml::catalog_sink {
   void on_price_types(std::vector<model::price_type> types) override {
     std::vector<store::price_type_row> rows;
     for (auto& t : types) {
-      names().remember(options_.source, declared_kind::price_type, t.external_id, t.name);
       const auto dec = rules_.price_type(t.external_id, t.name);
-      if (!decide(dec)) {
-        skipped_price_types_.insert(t.external_id);
+      if (!declare(declared_kind::price_type, t.external_id, t.name, dec, skipped_price_types_, decided_price_types_))
         continue;
-      }
       price_types_[t.external_id] = dec.target;
-      decided_price_types_.insert(t.external_id);
       rows.push_back({t.external_id, dec.target, t.name, t.currency});
     }
     writer_.put_price_types(rows);
@@ -181,14 +173,10 @@ class import_sink final : public commerceml::catalog_sink {
   void on_warehouses(std::vector<model::warehouse> items) override {
     std::vector<store::warehouse_row> rows;
     for (auto& w : items) {
-      names().remember(options_.source, declared_kind::warehouse, w.external_id, w.name);
       const auto dec = rules_.warehouse(w.external_id, w.name);
-      if (!decide(dec)) {
-        skipped_warehouses_.insert(w.external_id);
+      if (!declare(declared_kind::warehouse, w.external_id, w.name, dec, skipped_warehouses_, decided_warehouses_))
         continue;
-      }
       warehouses_[w.external_id] = dec.target;
-      decided_warehouses_.insert(w.external_id);
       rows.push_back({w.external_id, dec.target, w.name, w.active});
     }
     writer_.put_warehouses(rows);
@@ -230,6 +218,20 @@ class import_sink final : public commerceml::catalog_sink {
   }
 
   static declared_names& names() { return declared_names::instance(); }
+
+  // A declaration (property, price type, warehouse) of this file: remembered by name for the
+  // later files of a split package that only reference it, and decided by the mapping once.
+  // False when the mapping skips it (the reason is a warning); a `fail` decision throws.
+  bool declare(declared_kind kind, const std::string& id, const std::string& name, const mapping::decision& dec,
+               std::set<std::string>& skipped, std::set<std::string>& decided) {
+    names().remember(options_.source, kind, id, name);
+    if (!decide(dec)) {
+      skipped.insert(id);
+      return false;
+    }
+    decided.insert(id);
+    return true;
+  }
 
   // A price type or warehouse an offer references by id but this file did not declare: decided
   // once per file, by the name an earlier file declared it with when known (so a rule by name
