@@ -190,6 +190,15 @@ bool exchange::basic_auth_ok(const http::request& req) const {
   return user_ok & password_ok;
 }
 
+std::string exchange::basic_user(const http::request& req) {
+  const std::string auth = req.header("authorization");
+  if (auth.size() < 6 || strncasecmp(auth.c_str(), "Basic ", 6) != 0) return {};
+  std::string_view b64 = std::string_view(auth).substr(6);
+  while (!b64.empty() && b64.front() == ' ') b64.remove_prefix(1);
+  const std::string decoded = base64_decode(b64);
+  return decoded.substr(0, decoded.find(':'));
+}
+
 net::awaitable<std::optional<exchange::session>> exchange::find_session(const http::request& req, std::string& why) {
   const std::string cookie = cookie_value(req.header("cookie"), cookie_name);
   const std::string source = cfg_.name;
@@ -454,10 +463,28 @@ net::awaitable<http::response> exchange::handle(http::request req) {
 
 net::awaitable<http::response> exchange::checkauth(const http::request& req) {
   const auto started = now_ms();
+  // Failed logins are limited per address and user name: a password cannot be guessed at
+  // network speed, and one noisy client does not lock out the others.
+  const std::string address = req.remote.substr(0, req.remote.rfind(':'));
+  const std::string user = basic_user(req);
+  const std::string key = address + "\n" + user;
+  const auto now = std::chrono::steady_clock::now();
+  auto& failures = failed_logins_[key];
+  while (!failures.empty() && now - failures.front() > login_window) failures.pop_front();
+  if (failures.size() >= max_failed_logins) {
+    const auto wait = std::chrono::duration_cast<std::chrono::seconds>(login_window - (now - failures.front())).count() + 1;
+    spdlog::warn("1c[{}] {}: checkauth refused: {} failed logins for user '{}' within {} s", cfg_.name, req.remote,
+                 failures.size(), user, login_window.count());
+    co_return answer("failure\ntoo many failed logins for user '" + user + "' from " + address + "; try again in " +
+                     std::to_string(wait) + " s");
+  }
   if (!basic_auth_ok(req)) {
+    failures.push_back(now);
+    if (failed_logins_.size() > 10000) failed_logins_.clear();  // bounded, whatever the traffic
     spdlog::warn("1c[{}] {}: checkauth refused: wrong user name or password", cfg_.name, req.remote);
     co_return answer("failure\nwrong user name or password");
   }
+  failed_logins_.erase(key);
   const std::string cookie = random_token();
   const std::string source = cfg_.name, remote = req.remote, type = req.param("type");
   const int ttl = cfg_.session_ttl_seconds;

@@ -14,6 +14,8 @@
 // Sessions, files and requests are recorded in schema obmen; spooled files are removed
 // spool.keep_days after the session ended. Runs on the io_context thread; all database and
 // disk work hops to the worker pools.
+#include <chrono>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -69,6 +71,7 @@ class exchange final : public http::route, public std::enable_shared_from_this<e
   // nullopt → the answer to send instead (no or expired session).
   net::awaitable<std::optional<session>> find_session(const http::request&, std::string& why);
   bool basic_auth_ok(const http::request&) const;
+  static std::string basic_user(const http::request&);  // the Basic auth user name, "" without one
   http::response answer(std::string body) const;
   // `bytes`: the body's size when it was streamed to disk (uploads); else the in-memory body's.
   net::awaitable<void> record(const http::request&, std::optional<std::int64_t> session_id,
@@ -87,6 +90,11 @@ class exchange final : public http::route, public std::enable_shared_from_this<e
   std::map<std::pair<std::int64_t, std::string>, std::shared_ptr<job>> jobs_;
   std::set<std::pair<std::int64_t, std::string>> uploads_in_flight_;
   std::set<std::int64_t> sale_new_protocol_;  // sale sessions whose init carried `version`
+  // checkauth failures per "address\nuser" in the last login_window; more than
+  // max_failed_logins refuse further attempts until the oldest leaves the window.
+  static constexpr std::size_t max_failed_logins = 10;
+  static constexpr std::chrono::seconds login_window{60};
+  std::map<std::string, std::deque<std::chrono::steady_clock::time_point>> failed_logins_;
 };
 
 }  // namespace obmen::onec

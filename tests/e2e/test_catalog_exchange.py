@@ -472,6 +472,24 @@ class HostileInputs(ExchangeTestCase):
         self.assertEqual(r.failed.step, "checkauth")
         self.assert_portal_unchanged()
 
+    def test_failed_logins_are_rate_limited(self):
+        # Ten wrong passwords for one user from one address within a minute; the eleventh
+        # attempt is refused without a password check, even with the right password. Another
+        # user name (the real one, used by the other tests) is not affected.
+        c = OneCClient(self.d.url(), "intruder", "guess")
+        self.addCleanup(c.close)
+        for i in range(10):
+            a = c.checkauth()
+            self.assert_failure(a, self.d, what=f"wrong password #{i + 1}")
+            self.assertIn("wrong user name or password", a.text)
+        a = c.checkauth()
+        self.assert_failure(a, self.d, what="the eleventh attempt")
+        self.assertRegex(a.text, r"too many failed logins for user 'intruder' from 127\.0\.0\.1; try again in \d+ s")
+        ok = OneCClient(self.d.url(), Harness.USER, Harness.PASSWORD)
+        self.addCleanup(ok.close)
+        self.assertEqual(ok.checkauth().status, "success")
+        self.assert_portal_unchanged()
+
     def test_requests_without_a_session(self):
         c = OneCClient(self.d.url(), None, None)
         self.addCleanup(c.close)
