@@ -16,6 +16,7 @@ OBMEN_PACKAGES=(
   libzip-dev zip libssl-dev nlohmann-json3-dev libcli11-dev libsystemd-dev
   postgresql-15 postgresql-client-15
   python3 curl ca-certificates libxml2-utils time
+  dpkg-dev                                # dpkg-shlibdeps: the .deb's Depends (packaging/)
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
