@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -15,6 +16,7 @@
 
 #include "adapters/onec/exchange.hpp"
 #include "common/log.hpp"
+#include "common/metrics.hpp"
 #include "common/net.hpp"
 #include "common/worker_pool.hpp"
 #include "config/config.hpp"
@@ -83,6 +85,58 @@ class healthz final : public http::route {
   std::chrono::steady_clock::time_point started_;
 };
 
+// Prometheus text format (docs/metrics.md): what obmend accumulated (metrics::default_registry)
+// plus what is measured now — the queue by state (one grouped count on the db pool; left out
+// with a comment line when the database is down, still 200) and the process itself.
+class metrics_route final : public http::route {
+ public:
+  metrics_route(worker_pool& db, std::chrono::steady_clock::time_point started) : db_(db), started_(started) {}
+  net::awaitable<http::response> handle(http::request) override {
+    http::response r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    metrics::registry now;
+    std::string omitted;
+    try {
+      // Named, not a temporary: GCC 12 destroys temporaries of a co_await expression twice.
+      auto work_0 = [](pqxx::connection& c) {
+        pqxx::read_transaction tx(c);
+        std::map<std::string, std::int64_t> by_state = {{"pending", 0}, {"in_flight", 0}, {"done", 0}, {"dead", 0}};
+        for (const auto& row : tx.exec("select state, count(*) from obmen.queue group by state"))
+          by_state[row[0].as<std::string>()] = row[1].as<std::int64_t>();
+        return by_state;
+      };
+      const auto by_state = co_await db_.run(work_0);
+      now.gauge("obmen_queue_items", "Items in the retry queue (obmen.queue), by state.");
+      now.gauge("obmen_queue_dead_items", "Items in the retry queue that gave up (state dead) and wait for an admin.");
+      for (const auto& [state, n] : by_state) now.set("obmen_queue_items", {{"state", state}}, static_cast<double>(n));
+      now.set("obmen_queue_dead_items", {}, static_cast<double>(by_state.at("dead")));
+    } catch (const std::exception&) {
+      omitted = "# obmen_queue_items and obmen_queue_dead_items omitted: database unavailable\n";
+    }
+    now.gauge("obmen_process_resident_memory_bytes", "Resident set size of obmend (/proc/self/statm).");
+    now.gauge("obmen_process_open_fds", "File descriptors obmend has open (/proc/self/fd).");
+    now.gauge("obmen_uptime_seconds", "Seconds since obmend started.");
+    now.gauge("obmen_build_info", "Always 1; the version obmend was built as.");
+    std::ifstream statm("/proc/self/statm");
+    long pages = 0, resident = 0;
+    if (statm >> pages >> resident)
+      now.set("obmen_process_resident_memory_bytes", {}, static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE)));
+    std::error_code ec;
+    std::size_t fds = 0;
+    for (fs::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end; it.increment(ec)) ++fds;
+    if (!ec) now.set("obmen_process_open_fds", {}, static_cast<double>(fds));
+    now.set("obmen_uptime_seconds", {},
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+    now.set("obmen_build_info", {{"version", OBMEN_VERSION}}, 1);
+    r.body = metrics::default_registry().render() + now.render() + omitted;
+    co_return r;
+  }
+
+ private:
+  worker_pool& db_;
+  std::chrono::steady_clock::time_point started_;
+};
+
 class daemon_state {
  public:
   daemon_state(net::io_context& ioc, loaded l, fs::path config_path, std::optional<std::string> level_override)
@@ -122,6 +176,7 @@ class daemon_state {
   void build_routes() {
     http_server::route_table routes;
     routes["/healthz"] = std::make_shared<healthz>(db_, started_);
+    routes["/metrics"] = std::make_shared<metrics_route>(db_, started_);
     std::map<std::string, std::shared_ptr<onec::exchange>> next;
     for (const auto& src : current_.cfg.onec) {
       auto rules = current_.rules_by_source.at(src.name);

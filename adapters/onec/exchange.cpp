@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -20,6 +21,7 @@
 #include "store/orders_store.hpp"
 #include "adapters/onec/filename.hpp"
 #include "adapters/onec/unzip.hpp"
+#include "common/metrics.hpp"
 #include "commerceml/encoding.hpp"
 #include "commerceml/reader.hpp"
 #include "store/portal_store.hpp"
@@ -140,11 +142,53 @@ bool ends_with_root_close(const fs::path& file) {
   return tail.ends_with(utf8) || tail.ends_with(cp1251);
 }
 
+// Metrics (docs/metrics.md). Label values stay bounded: unknown types and modes count as "other".
+void declare_metrics() {
+  auto& r = metrics::default_registry();
+  r.counter("obmen_onec_requests_total", "1C exchange requests answered, by source, type, mode and outcome (first line of the answer).");
+  r.counter("obmen_onec_sessions_total", "1C exchange sessions opened (successful checkauth), by source and type.");
+  r.counter("obmen_imports_total", "Imports of exchange files finished (succeeded or failed), by source and file kind.");
+  r.counter("obmen_import_failures_total", "Imports of exchange files that failed, by source and file kind.");
+  r.counter("obmen_import_rows_total", "Portal rows changed by imports and deactivate, by source, entity and change (inserted, updated, deactivated).");
+  r.histogram("obmen_import_duration_seconds", "Time an import of one exchange file took, by source and file kind.", metrics::duration_buckets());
+  r.gauge("obmen_last_successful_import_timestamp_seconds", "Unix time of the last successful import, by source and file kind.");
+}
+
+std::string bounded(const std::string& value, const std::set<std::string>& known) { return known.count(value) ? value : "other"; }
+
+void count_request(const std::string& source, const http::request& req, const http::response& res) {
+  static const std::set<std::string> types = {"catalog", "sale"};
+  static const std::set<std::string> modes = {"checkauth", "init", "file", "import", "deactivate", "complete", "query", "success", "info"};
+  // Anything but failure/progress is a success: "success", init's "zip=…", query's XML.
+  const std::string outcome = res.body.rfind("failure", 0) == 0 ? "failure" : res.body.rfind("progress", 0) == 0 ? "progress" : "success";
+  metrics::default_registry().add("obmen_onec_requests_total", {{"source", source}, {"type", bounded(req.param("type"), types)},
+                                                               {"mode", bounded(req.param("mode"), modes)}, {"outcome", outcome}});
+}
+
+// import0_1.xml → "import"; offers, prices, rests likewise; documents of type=sale → "documents".
+std::string file_kind(const std::string& rel, const std::string& type) {
+  if (type == "sale") return "documents";
+  std::string base = fs::path(rel).filename().string();
+  std::transform(base.begin(), base.end(), base.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (const char* k : {"import", "offers", "prices", "rests"})
+    if (base.rfind(k, 0) == 0) return k;
+  return "other";
+}
+
+void count_rows(const std::string& source, const store::import_counts& counts) {
+  auto& r = metrics::default_registry();
+  for (const auto& [entity, c] : counts.by_entity) {
+    for (const auto& [change, n] : {std::pair{"inserted", c.inserted}, {"updated", c.updated}, {"deactivated", c.deactivated}})
+      if (n > 0) r.add("obmen_import_rows_total", {{"source", source}, {"entity", entity}, {"change", change}}, static_cast<double>(n));
+  }
+}
+
 }  // namespace
 
 exchange::exchange(net::io_context& ioc, config::onec_config cfg, std::shared_ptr<const mapping::rules> rules,
                    fs::path spool_root, worker_pool& db, worker_pool& imports)
     : ioc_(ioc), spool_root_(std::move(spool_root)), db_(db), imports_(imports) {
+  declare_metrics();
   reconfigure(std::move(cfg), std::move(rules));
 }
 
@@ -295,18 +339,21 @@ net::awaitable<http::upload_decision> exchange::prepare_upload(http::request req
   auto s = co_await find_session(req, why);
   if (!s) {
     d.answer = answer("failure\n" + why);
+    count_request(cfg_.name, req, d.answer);
     co_return d;
   }
   const auto checked = check_filename(req.param("filename"));
   if (!checked.ok()) {
     spdlog::warn("1c[{}] session {}: upload refused: {}", cfg_.name, s->id, checked.error);
     d.answer = answer("failure\n" + checked.error);
+    count_request(cfg_.name, req, d.answer);
     co_await record(req, s->id, d.answer, now_ms());
     co_return d;
   }
   const auto key = std::make_pair(s->id, checked.relative);
   if (uploads_in_flight_.count(key)) {
     d.answer = answer("failure\nanother upload of '" + checked.relative + "' is in progress in this session");
+    count_request(cfg_.name, req, d.answer);
     co_return d;
   }
   const std::int64_t sid = s->id;
@@ -348,6 +395,7 @@ net::awaitable<http::upload_decision> exchange::prepare_upload(http::request req
     if (n > limit) {
       spdlog::warn("1c[{}] session {}: upload of '{}' refused: {}", cfg_.name, sid, rel, too_large);
       d.answer = answer("failure\n" + too_large);
+      count_request(cfg_.name, req, d.answer);
       co_await record(req, sid, d.answer, now_ms());
       co_return d;
     }
@@ -361,6 +409,7 @@ net::awaitable<http::upload_decision> exchange::prepare_upload(http::request req
   fs::create_directories(t.file.parent_path(), ec);
   if (ec) {
     d.answer = answer("failure\ncannot create the spool folder for '" + rel + "': " + ec.message());
+    count_request(cfg_.name, req, d.answer);
     co_return d;
   }
   uploads_in_flight_.insert(key);
@@ -376,10 +425,15 @@ net::awaitable<http::response> exchange::finish_upload(http::request req, http::
   std::string why;
   auto s = co_await find_session(req, why);
   const std::string rel = check_filename(req.param("filename")).relative;
-  if (!s) co_return answer("failure\n" + why);
+  if (!s) {
+    auto res = answer("failure\n" + why);
+    count_request(cfg_.name, req, res);
+    co_return res;
+  }
   if (!error.empty()) {
     spdlog::warn("1c[{}] session {}: upload of '{}' failed: {}", cfg_.name, s->id, rel, error);
     auto res = answer("failure\n" + error);
+    count_request(cfg_.name, req, res);
     co_await record(req, s->id, res, started, bytes);
     co_return res;
   }
@@ -423,11 +477,19 @@ net::awaitable<http::response> exchange::finish_upload(http::request req, http::
     fs::resize_file(file, target.offset, ec);
     res = answer("failure\ncould not store the chunk of '" + rel + "': " + e.what());
   }
+  count_request(cfg_.name, req, res);
   co_await record(req, sid, res, started, bytes);
   co_return res;
 }
 
 net::awaitable<http::response> exchange::handle(http::request req) {
+  auto self = shared_from_this();
+  http::response res = co_await serve(req);
+  count_request(cfg_.name, req, res);
+  co_return res;
+}
+
+net::awaitable<http::response> exchange::serve(http::request req) {
   auto self = shared_from_this();
   const auto started = now_ms();
   const std::string type = req.param("type"), mode = req.param("mode");
@@ -500,6 +562,7 @@ net::awaitable<http::response> exchange::checkauth(const http::request& req) {
   };
   const auto id = co_await db_.run(work_4);
   spdlog::info("1c[{}] session {}: checkauth from {}", cfg_.name, id, remote);
+  metrics::default_registry().add("obmen_onec_sessions_total", {{"source", source}, {"type", type == "sale" ? "sale" : "catalog"}});
   // Bitrix prints the timestamp line for the catalog only; old 1C reads the first three lines.
   auto res = answer("success\n" + std::string(cookie_name) + "\n" + cookie + "\nsessid=" + sha256_hex(cookie).substr(0, 32) +
                     "\n" + (type == "catalog" ? "timestamp=" + std::to_string(std::time(nullptr)) + "\n" : std::string()));
@@ -673,7 +736,16 @@ net::awaitable<http::response> exchange::import(const session& s, const std::str
   dopts.rules = rules_.get();
   dopts.unknown_orders = cfg_.unknown_orders == "create" ? store::unknown_order_policy::create : store::unknown_order_policy::report;
   dopts.erp_timezone = cfg_.timezone;
-  j->work = [sid, dir, rel, source, rules, type, dopts](pqxx::connection& c, job& self_job) -> std::string {
+  const std::string kind = file_kind(rel, type);
+  j->work = [sid, dir, rel, source, rules, type, dopts, kind](pqxx::connection& c, job& self_job) -> std::string {
+    const auto import_started = std::chrono::steady_clock::now();
+    auto& m = metrics::default_registry();
+    const metrics::labels by_kind = {{"source", source}, {"kind", kind}};
+    const auto finished = [&] {
+      m.add("obmen_imports_total", by_kind);
+      m.observe("obmen_import_duration_seconds", by_kind,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - import_started).count());
+    };
     {
       pqxx::work tx(c);
       tx.exec_params("update obmen.exchange_files set status = 'importing', import_started_at = now(), error = null "
@@ -700,6 +772,9 @@ net::awaitable<http::response> exchange::import(const session& s, const std::str
       const auto counts = type == "sale" ? import_documents_file(c, dir / rel, dopts, o.before_commit)
                                          : import_catalog_file(c, dir / rel, o);
       spdlog::info("1c[{}] session {}: imported '{}': {}", source, sid, rel, summary);
+      finished();
+      count_rows(source, counts);
+      m.set("obmen_last_successful_import_timestamp_seconds", by_kind, static_cast<double>(std::time(nullptr)));
       for (const auto& w : counts.warnings) spdlog::warn("1c[{}] session {}: '{}': {}", source, sid, rel, w);
       std::string text = "success\n" + summary;
       for (std::size_t i = 0; i < counts.warnings.size() && i < 5; ++i) text += "\n" + counts.warnings[i];
@@ -711,6 +786,8 @@ net::awaitable<http::response> exchange::import(const session& s, const std::str
       failure = "import of '" + rel + "' failed: " + e.what();
     }
     spdlog::error("1c[{}] session {}: {}", source, sid, failure);
+    finished();
+    m.add("obmen_import_failures_total", by_kind);
     try {
       pqxx::work tx(c);
       tx.exec_params("update obmen.exchange_files set status = 'failed', import_finished_at = now(), error = $3 "
@@ -736,6 +813,7 @@ net::awaitable<http::response> exchange::deactivate(const session& s) {
     tx.exec_params("update obmen.exchange_sessions set counts = counts || jsonb_build_object('deactivate', $2::jsonb) where id = $1",
                    sid, counts.to_json().dump());
     tx.commit();
+    count_rows(source, counts);
     return counts.summary();
   };
   const std::string summary = co_await imports_.run(work_8);

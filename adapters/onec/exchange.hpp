@@ -58,6 +58,7 @@ class exchange final : public http::route, public std::enable_shared_from_this<e
   struct session;
 
  private:
+  net::awaitable<http::response> serve(http::request);  // handle() without the request metric
   net::awaitable<http::response> checkauth(const http::request&);
   net::awaitable<http::response> init(const session&, const http::request&);
   net::awaitable<http::response> query(const session&);
