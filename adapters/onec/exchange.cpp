@@ -145,7 +145,7 @@ bool ends_with_root_close(const fs::path& file) {
 // Metrics (docs/metrics.md). Label values stay bounded: unknown types and modes count as "other".
 void declare_metrics() {
   auto& r = metrics::default_registry();
-  r.counter("obmen_onec_requests_total", "1C exchange requests answered, by source, type, mode and outcome (first line of the answer).");
+  r.counter("obmen_onec_requests_total", "1C exchange requests answered, by source, type, mode and outcome (failure, progress or success).");
   r.counter("obmen_onec_sessions_total", "1C exchange sessions opened (successful checkauth), by source and type.");
   r.counter("obmen_imports_total", "Imports of exchange files finished (succeeded or failed), by source and file kind.");
   r.counter("obmen_import_failures_total", "Imports of exchange files that failed, by source and file kind.");

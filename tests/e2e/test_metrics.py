@@ -240,7 +240,7 @@ class Metrics(unittest.TestCase):
         lines = [line for line in log.splitlines() if re.search(r"\bsession\b", line)]
         self.assertGreaterEqual(len(lines), 6, log)   # checkauth, uploads, 2 imports, deactivate, complete
         for line in lines:
-            self.assertIn(f"1c[onec] session {session_id}", line, f"log line about the exchange without its session:\n{line}")
+            self.assertIn(f"1c[onec] session {session_id}:", line, f"log line about the exchange without its session:\n{line}")
         for what in ("checkauth", "imported 'import0_1.xml'", "imported 'offers0_1.xml'", "deactivate", "complete"):
             self.assertTrue(any(what in line for line in lines), f"no log line with {what!r}:\n{log}")
 
