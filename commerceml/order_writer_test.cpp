@@ -21,6 +21,9 @@
 #include "commerceml/document_reader.hpp"
 #include "commerceml/encoding.hpp"
 #include "commerceml/order_writer.hpp"
+#include "tests/support/temp_dir.hpp"
+
+using obmen::test::temp_dir;
 
 namespace fs = std::filesystem;
 using namespace obmen;
@@ -36,30 +39,6 @@ fs::path xsd_path(std::string_view file) {
   return p;
 }
 
-class temp_dir {
- public:
-  temp_dir() {
-    std::string templ = (fs::temp_directory_path() / "obmen-orders-XXXXXX").string();
-    REQUIRE(mkdtemp(templ.data()) != nullptr);
-    path_ = templ;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  fs::path write(const std::string& name, const std::string& bytes) const {
-    const fs::path p = path_ / name;
-    std::ofstream out(p, std::ios::binary);
-    out << bytes;
-    REQUIRE(out.good());
-    return p;
-  }
-
- private:
-  fs::path path_;
-};
 
 struct run_result {
   int status = -1;

@@ -9,6 +9,9 @@
 
 #include "config/config.hpp"
 #include "config/yaml_schema.hpp"
+#include "tests/support/temp_dir.hpp"
+
+using obmen::test::temp_dir;
 
 namespace cfg = obmen::config;
 namespace ys = obmen::config::yaml_schema;
@@ -42,29 +45,6 @@ struct clean_env {
   env_var credentials{"CREDENTIALS_DIRECTORY", nullptr};
 };
 
-// A fresh directory under /tmp, removed at the end of the scope.
-class temp_dir {
- public:
-  temp_dir() {
-    std::string pattern = (fs::temp_directory_path() / "obmen-config-test-XXXXXX").string();
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const fs::path& path() const { return path_; }
-  fs::path write(const std::string& name, const std::string& text) const {
-    std::ofstream(path_ / name, std::ios::binary) << text;
-    return path_ / name;
-  }
-
- private:
-  fs::path path_;
-};
 
 std::vector<std::string> problems_of(const cfg::load_result& r) {
   std::vector<std::string> out;

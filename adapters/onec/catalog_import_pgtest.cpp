@@ -23,6 +23,9 @@
 #include "mapping/mapping.hpp"
 #include "store/portal_store.hpp"
 #include "tests/support/test_database.hpp"
+#include "tests/support/temp_dir.hpp"
+
+using obmen::test::temp_dir;
 
 namespace doctest {
 template <>
@@ -118,25 +121,6 @@ std::pair<std::size_t, std::size_t> product_span(const std::string& xml, const s
   return {begin, end + close.size() + 1};  // and the newline after it
 }
 
-class temp_dir {
- public:
-  temp_dir() {
-    std::string tmpl = (fs::temp_directory_path() / "obmen-onec-pgtest-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
 
 mapping::rules rules_from(const std::string& yaml) {
   auto r = mapping::parse(yaml, "mapping.yaml");

@@ -13,6 +13,9 @@
 #include <string>
 #include <tuple>
 #include <vector>
+#include "tests/support/temp_dir.hpp"
+
+using obmen::test::temp_dir;
 
 namespace fs = std::filesystem;
 using obmen::onec::unzip_archive;
@@ -20,24 +23,6 @@ using obmen::onec::unzip_error;
 
 namespace {
 
-class temp_dir {
- public:
-  temp_dir() {
-    std::string pattern = (fs::temp_directory_path() / "obmen-unzip-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 struct entry {
   std::string name;                      // a trailing '/' makes a directory entry
