@@ -13,7 +13,7 @@ OBMEN_PACKAGES=(
   g++ cmake make pkg-config
   libboost1.74-dev libboost-system1.74-dev
   libpugixml-dev libpqxx-dev libyaml-cpp-dev libspdlog-dev libfmt-dev doctest-dev
-  libzip-dev zip libssl-dev nlohmann-json3-dev libcli11-dev libsystemd-dev
+  libzip-dev zip libssl-dev zlib1g-dev nlohmann-json3-dev libcli11-dev libsystemd-dev
   postgresql-15 postgresql-client-15
   python3 curl ca-certificates libxml2-utils time
   dpkg-dev                                # dpkg-shlibdeps: the .deb's Depends (packaging/)
