@@ -25,9 +25,9 @@ const std::vector<std::string> log_levels = {"trace", "debug", "info", "warn", "
 const std::vector<std::string> encodings = {"utf-8", "windows-1251"};
 const std::vector<std::string> order_schema_versions = {"2.05", "2.08", "2.09", "2.10", "3.1"};
 const std::vector<std::string> unknown_order_policies = {"report", "create"};
-const std::vector<std::string> available_source_types = {"onec"};
+const std::vector<std::string> available_source_types = {"onec", "moysklad"};
 // Known to the project but not built yet: named so the message says "not yet", not "unknown".
-const std::vector<std::string> planned_source_types = {"moysklad"};
+const std::vector<std::string> planned_source_types = {};
 
 const std::string inline_secret = "secrets are not allowed inline; use { env: NAME } or { file: PATH }";
 
@@ -214,7 +214,62 @@ void read_onec(reader_context& ctx, const ys::map_reader& m, onec_config& s) {
   m.integer("orders_per_query", s.orders_per_query, 1, 100000);
 }
 
-void read_sources(reader_context& ctx, const ys::map_reader& root, std::vector<onec_config>& onec) {
+bool is_http_url(std::string_view u) { return u.starts_with("https://") || u.starts_with("http://"); }
+
+void read_moysklad(reader_context& ctx, const ys::map_reader& m, moysklad_config& s) {
+  if (m.has("base_url")) {
+    read_non_empty(ctx.out, m, "base_url", s.base_url);
+    if (!is_http_url(s.base_url))
+      ctx.out.report(m.get("base_url"), m.path("base_url"), "must start with https:// (or http:// for a test server)");
+    if (!s.base_url.empty() && s.base_url.back() != '/') s.base_url += '/';
+  }
+  read_secret(ctx, m, "token", s.token);
+  if (m.has("login")) read_non_empty(ctx.out, m, "login", s.login);
+  read_secret(ctx, m, "password", s.password);
+  if (m.has("login") != m.has("password"))
+    ctx.out.report(m.mark(), m.path(s.login.empty() ? "login" : "password"),
+                   "login and password go together (they are used only to obtain a token)");
+  if (!m.has("token") && !m.has("login") && !m.has("password"))
+    ctx.out.report(m.mark(), m.path("token"), "missing required key 'token' (or login + password)");
+  if (m.has("mapping")) {
+    std::string p;
+    read_non_empty(ctx.out, m, "mapping", p);
+    if (!p.empty()) s.mapping = resolve_against(ctx.base, p);
+  }
+  m.string("organization", s.organization);
+  m.string("store", s.store);
+  m.boolean("export_orders", s.export_orders);
+  m.seconds("poll_interval", s.poll_interval_seconds, 0, 30 * day);
+  if (s.poll_interval_seconds > 0 && s.poll_interval_seconds < 10)
+    ctx.out.report(m.get("poll_interval"), m.path("poll_interval"), "must be 0 (off) or at least 10s");
+  m.seconds("orders_poll_interval", s.orders_poll_interval_seconds, 1, hour);
+  if (m.has("webhooks")) {
+    ys::map_reader w(ctx.out, m.get("webhooks"), m.path("webhooks"), {"url", "path"}, m.key_mark("webhooks"));
+    if (w.require("url")) {
+      read_non_empty(ctx.out, w, "url", s.webhook_url);
+      if (!s.webhook_url.empty() && !is_http_url(s.webhook_url))
+        ctx.out.report(w.get("url"), w.path("url"), "must be an https:// URL МойСклад can reach");
+      else if (s.webhook_url.size() > 255)
+        ctx.out.report(w.get("url"), w.path("url"), "is longer than the 255 characters МойСклад accepts");
+    }
+    if (w.has("path")) {
+      read_non_empty(ctx.out, w, "path", s.webhook_path);
+      if (!s.webhook_path.empty() && s.webhook_path.front() != '/')
+        ctx.out.report(w.get("path"), w.path("path"), "must start with '/', got '" + s.webhook_path + "'");
+    }
+    if (s.webhook_path.empty() && is_http_url(s.webhook_url)) {
+      const auto host = s.webhook_url.find('/', s.webhook_url.find("//") + 2);
+      s.webhook_path = host == std::string::npos ? "/" : s.webhook_url.substr(host);
+      if (auto q = s.webhook_path.find('?'); q != std::string::npos) s.webhook_path.resize(q);
+    }
+  }
+  m.seconds("request_timeout", s.request_timeout_seconds, 1, hour);
+  m.integer("max_parallel", s.max_parallel, 1, 5);
+  m.integer("auth_weight", s.auth_weight, 1, 45);
+}
+
+void read_sources(reader_context& ctx, const ys::map_reader& root, std::vector<onec_config>& onec,
+                  std::vector<moysklad_config>& moysklad) {
   if (!root.has("sources")) return;
   const YAML::Node sources = root.get("sources");
   if (sources.IsNull()) return;
@@ -268,6 +323,27 @@ void read_sources(reader_context& ctx, const ys::map_reader& root, std::vector<o
                      "unknown source type '" + *type_name + "'" + ys::did_you_mean(*type_name, all));
       continue;
     }
+    if (*type_name == "moysklad") {
+      ys::map_reader m(ctx.out, value, path,
+                       {"type", "base_url", "token", "login", "password", "mapping", "organization", "store",
+                        "export_orders", "poll_interval", "orders_poll_interval", "webhooks", "request_timeout",
+                        "max_parallel", "auth_weight"},
+                       key.Mark());
+      moysklad_config s;
+      s.name = name;
+      read_moysklad(ctx, m, s);
+      if (!s.webhook_path.empty()) {
+        auto clash = std::find_if(paths.begin(), paths.end(), [&](const used_path& u) { return u.path == s.webhook_path; });
+        if (clash != paths.end())
+          ctx.out.report(m.get("webhooks").Mark(), ys::join(path, "webhooks.path"),
+                         "path '" + s.webhook_path + "' is already used by source '" + clash->source + "' (line " +
+                             std::to_string(clash->line) + ")");
+        else
+          paths.push_back({s.webhook_path, name, m.get("webhooks").Mark().line + 1});
+      }
+      moysklad.push_back(std::move(s));
+      continue;
+    }
     ys::map_reader m(ctx.out, value, path,
                      {"type", "path", "username", "password", "zip", "file_limit", "max_file_size",
                       "max_session_size", "zip_limits", "mapping", "encoding", "session_ttl",
@@ -294,7 +370,7 @@ void read_sources(reader_context& ctx, const ys::map_reader& root, std::vector<o
 
 // schedules: [{ source, entity, mode, dry_run, every }]. Read after sources: a schedule names one.
 void read_schedules(reader_context& ctx, const ys::map_reader& root, const std::vector<onec_config>& onec,
-                    std::vector<schedule_config>& schedules) {
+                    const std::vector<moysklad_config>& moysklad, std::vector<schedule_config>& schedules) {
   if (!root.has("schedules")) return;
   const YAML::Node list = root.get("schedules");
   if (list.IsNull()) return;
@@ -304,6 +380,7 @@ void read_schedules(reader_context& ctx, const ys::map_reader& root, const std::
   }
   std::vector<std::string> source_names;
   for (const auto& s : onec) source_names.push_back(s.name);
+  for (const auto& s : moysklad) source_names.push_back(s.name);
   for (std::size_t i = 0; i < list.size(); ++i) {
     const YAML::Node item = list[i];
     const std::string path = ys::index("schedules", i);
@@ -383,8 +460,8 @@ load_result parse(std::string_view yaml, const fs::path& file_name) {
     read_log(ctx, root, cfg.log_level);
     read_spool(ctx, root, cfg.spool);
     root.integer("workers", cfg.workers, 1, 64);
-    read_sources(ctx, root, cfg.onec);
-    read_schedules(ctx, root, cfg.onec, cfg.schedules);
+    read_sources(ctx, root, cfg.onec, cfg.moysklad);
+    read_schedules(ctx, root, cfg.onec, cfg.moysklad, cfg.schedules);
   }
   if (out.empty()) result.cfg = std::move(cfg);
   result.problems = out.take();
@@ -584,6 +661,25 @@ std::string describe_masked(const config& cfg) {
     line(p + "unknown_orders", s.unknown_orders);
     line(p + "timezone", s.timezone);
     line(p + "orders_per_query", std::to_string(s.orders_per_query));
+  }
+  for (const auto& s : cfg.moysklad) {
+    const std::string p = "sources." + s.name + ".";
+    line(p + "type", "moysklad");
+    line(p + "base_url", s.base_url);
+    line(p + "token", s.token.configured() ? describe_secret(s.token) : "<obtained with login>");
+    line(p + "login", s.login.empty() ? "<none>" : s.login);
+    line(p + "password", s.password.configured() ? describe_secret(s.password) : "<none>");
+    line(p + "mapping", s.mapping.empty() ? "<built-in defaults>" : s.mapping);
+    line(p + "organization", s.organization.empty() ? "<the first>" : s.organization);
+    line(p + "store", s.store.empty() ? "<none>" : s.store);
+    line(p + "export_orders", yes_no(s.export_orders));
+    line(p + "poll_interval", s.poll_interval_seconds ? format_duration(s.poll_interval_seconds) : "off");
+    line(p + "orders_poll_interval", format_duration(s.orders_poll_interval_seconds));
+    line(p + "webhooks.url", s.webhook_url.empty() ? "<none: polling only>" : s.webhook_url);
+    if (!s.webhook_url.empty()) line(p + "webhooks.path", s.webhook_path);
+    line(p + "request_timeout", format_duration(s.request_timeout_seconds));
+    line(p + "max_parallel", std::to_string(s.max_parallel));
+    line(p + "auth_weight", std::to_string(s.auth_weight));
   }
   for (std::size_t i = 0; i < cfg.schedules.size(); ++i) {
     const auto& s = cfg.schedules[i];

@@ -85,6 +85,27 @@ struct onec_config {
   int orders_per_query = 500;
 };
 
+// sources.<name> with `type: moysklad` — one МойСклад account over JSON API 1.2
+// (adapters/moysklad, docs/moysklad.md).
+struct moysklad_config {
+  std::string name;                    // the map key; stored as `source` in portal rows
+  std::string base_url = "https://api.moysklad.ru/api/remap/1.2/";
+  secret token;                        // a user or solution token (Bearer); or login + password
+  std::string login;                   // "admin@account": only to obtain a token once (each new token revokes the old)
+  secret password;
+  std::string mapping;                 // mapping YAML path (relative to the config file); empty = defaults
+  std::string organization;            // own legal entity for outbound orders: name or id; empty = the first
+  std::string store;                   // store for outbound orders: name or id; empty = none
+  bool export_orders = true;           // portal orders → customerorder
+  int poll_interval_seconds = 300;     // incremental sync of everything; 0 = only webhooks and jobs
+  int orders_poll_interval_seconds = 5;  // how often new portal orders are looked for
+  std::string webhook_url;             // public URL МойСклад posts to; empty = no webhooks (polling only)
+  std::string webhook_path;            // local route; empty = the path of webhook_url
+  int request_timeout_seconds = 60;
+  int max_parallel = 4;                // ≤ 5 per user (API limit)
+  int auth_weight = 4;                 // rate-limit units per request: 4 for user tokens since 2026-12-01, 1 for solutions
+};
+
 // What a resync job may ask for (jobs/, docs/operations.md), in this order.
 inline const std::vector<std::string>& resync_entities() {
   static const std::vector<std::string> all = {"catalog", "prices", "stock", "counterparties", "orders", "all"};
@@ -116,6 +137,7 @@ struct config {
   spool_config spool;
   int workers = 2;                     // worker pool threads for parsing and database work
   std::vector<onec_config> onec;       // every sources.* entry of type onec, in file order
+  std::vector<moysklad_config> moysklad;  // every sources.* entry of type moysklad, in file order
   std::vector<schedule_config> schedules;  // in file order
 };
 

@@ -361,11 +361,39 @@ TEST_CASE("choices suggest the nearest word") {
         "obmen.yaml:8:15: sources.onec.encoding: expected one of utf-8, windows-1251, got 'cp1251'");
 }
 
+TEST_CASE("sources: moysklad") {
+  clean_env env;
+  const std::string db = "database:\n  url: x\n";
+  const auto ok = obmen::config::parse(db + "sources:\n  ms:\n    type: moysklad\n    token: { env: T }\n"
+                                     "    webhooks: { url: 'https://portal.example/hooks/ms-3f9a?x=1' }\n"
+                                     "    poll_interval: 10m\n",
+                                "/etc/obmen/obmen.yaml");
+  REQUIRE(ok.ok());
+  REQUIRE(ok.cfg->moysklad.size() == 1);
+  const auto& ms = ok.cfg->moysklad[0];
+  CHECK(ms.name == "ms");
+  CHECK(ms.base_url == "https://api.moysklad.ru/api/remap/1.2/");
+  CHECK(ms.token.env == "T");
+  CHECK(ms.webhook_path == "/hooks/ms-3f9a");
+  CHECK(ms.poll_interval_seconds == 600);
+  CHECK(ms.auth_weight == 4);
+  CHECK(obmen::config::describe_masked(*ok.cfg).find("sources.ms.token = <from env T>") != std::string::npos);
+
+  CHECK(only_problem(db + "sources:\n  ms:\n    type: moysklad\n") ==
+        "obmen.yaml:5:5: sources.ms.token: missing required key 'token' (or login + password)");
+  CHECK(only_problem(db + "sources:\n  ms:\n    type: moysklad\n    login: admin@a\n") ==
+        "obmen.yaml:5:5: sources.ms.password: login and password go together (they are used only to obtain a token)");
+  CHECK(only_problem(db + "sources:\n  ms:\n    type: moysklad\n    token: { env: T }\n    max_parallel: 6\n") ==
+        "obmen.yaml:7:19: sources.ms.max_parallel: must be between 1 and 5, got 6");
+  CHECK(only_problem(db + "sources:\n  ms:\n    type: moysklad\n    token: { env: T }\n    base_url: ftp://x/\n") ==
+        "obmen.yaml:7:15: sources.ms.base_url: must start with https:// (or http:// for a test server)");
+  CHECK(only_problem(db + "sources:\n  ms:\n    type: moysklad\n    token: abc\n").find("secrets are not allowed inline") !=
+        std::string::npos);
+}
+
 TEST_CASE("sources: types, names, paths") {
   clean_env env;
   const std::string db = "database:\n  url: x\n";
-  CHECK(only_problem(db + "sources:\n  ms:\n    type: moysklad\n    token: { env: T }\n") ==
-        "obmen.yaml:5:11: sources.ms.type: source type 'moysklad' is not available in this build yet");
   CHECK(only_problem(db + "sources:\n  x:\n    type: onek\n") ==
         "obmen.yaml:5:11: sources.x.type: unknown source type 'onek'; did you mean 'onec'?");
   CHECK(only_problem(db + "sources:\n  x:\n    type: ftp\n") == "obmen.yaml:5:11: sources.x.type: unknown source type 'ftp'");
