@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "ctl/jobs_commands.hpp"
 
 #include "ctl/commands.hpp"
@@ -226,16 +227,17 @@ int resync(const jobs_cli& a, const global_options& g) {
   auto s = open(g, "resync");
   if (!s) return 1;
   std::string source = a.source;
+  std::vector<std::string> names;
+  for (const auto& o : s->settings.cfg.onec) names.push_back(o.name);
+  for (const auto& o : s->settings.cfg.moysklad) names.push_back(o.name);
   if (source.empty()) {
-    if (s->settings.cfg.onec.size() != 1) {
-      std::cerr << "obmenctl resync: the configuration has " << s->settings.cfg.onec.size()
-                << " 1C sources; name one with --source\n";
+    if (names.size() != 1) {
+      std::cerr << "obmenctl resync: the configuration has " << names.size() << " sources; name one with --source\n";
       return 2;
     }
-    source = s->settings.cfg.onec.front().name;
+    source = names.front();
   }
-  bool known = false;
-  for (const auto& o : s->settings.cfg.onec) known = known || o.name == source;
+  const bool known = std::find(names.begin(), names.end(), source) != names.end();
   if (!known) {
     std::cerr << "obmenctl resync: no source '" << source << "' in " << g.config_path.string() << "\n";
     return 2;

@@ -212,6 +212,7 @@ bool runner::poll_once(pqxx::connection& data, const runner_settings& s) {
   auto& ctl = control_->get();
   std::vector<std::string> names;
   for (const auto& src : s.sources) names.push_back(src.name);
+  for (const auto& src : s.pull_sources) names.push_back(src.name);
   for (const auto id : fail_orphans(ctl, names))
     spdlog::warn("jobs: job {} was left running by an obmend that stopped; marked failed", id);
   for (const auto& sch : s.schedules) {
@@ -241,13 +242,21 @@ void runner::run_job(pqxx::connection& data, pqxx::connection& ctl, const job& j
   const onec_source* src = nullptr;
   for (const auto& o : s.sources)
     if (o.name == j.source) src = &o;
+  const pull_source* pull = nullptr;
+  for (const auto& o : s.pull_sources)
+    if (o.name == j.source) pull = &o;
   resync_hooks hooks;
   hooks.report = [&ctl, id = j.id](const nlohmann::json& p) { return report_progress(ctl, id, p); };
   hooks.stopping = [this] { return stopping_.load(); };
   const auto secs = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(); };
   try {
-    if (!src) throw std::runtime_error("source '" + j.source + "' is not served by this obmend");
-    run_onec_resync(data, j, *src, hooks, result);
+    if (pull) {
+      report_progress(ctl, j.id, nlohmann::json{{"step", j.entity}, {"text", "pulling " + j.entity + " from " + j.source}});
+      result[j.entity] = pull->resync(data, j);
+    } else {
+      if (!src) throw std::runtime_error("source '" + j.source + "' is not served by this obmend");
+      run_onec_resync(data, j, *src, hooks, result);
+    }
     if (finish(ctl, j.id, result)) spdlog::info("jobs: job {} done in {:.2f} s", j.id, secs());
     else spdlog::info("jobs: job {} was cancelled as it finished", j.id);
   } catch (const job_cancelled&) {

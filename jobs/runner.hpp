@@ -26,6 +26,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -38,9 +39,18 @@
 
 namespace obmen::jobs {
 
+// A source whose resync the adapter does itself (МойСклад: it pulls from the API). Called on the
+// runner's thread with the data connection; returns the job's result JSON for `entity`
+// ({"summary", "counts", …}); throws with the reason the job failed.
+struct pull_source {
+  std::string name;
+  std::function<nlohmann::json(pqxx::connection&, const job&)> resync;
+};
+
 struct runner_settings {
   std::string database_url;
   std::vector<onec_source> sources;
+  std::vector<pull_source> pull_sources;
   std::vector<config::schedule_config> schedules;
 };
 
