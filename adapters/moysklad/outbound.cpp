@@ -3,6 +3,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "adapters/moysklad/decode.hpp"
 #include "store/orders_store.hpp"
 
 namespace obmen::moysklad {
@@ -30,40 +31,6 @@ queue::outcome failure(const api_error& e) {
 }
 
 }  // namespace
-
-std::int64_t to_kopecks(const std::string& decimal) {
-  std::size_t i = 0;
-  bool negative = false;
-  if (i < decimal.size() && (decimal[i] == '-' || decimal[i] == '+')) negative = decimal[i++] == '-';
-  std::int64_t whole = 0;
-  int digits = 0, fraction_digits = 0;
-  std::int64_t fraction = 0;  // hundredths of a kopeck: 4 fraction digits
-  bool point = false;
-  for (; i < decimal.size(); ++i) {
-    const char c = decimal[i];
-    if (c == '.' && !point) {
-      point = true;
-      continue;
-    }
-    if (c < '0' || c > '9') throw std::invalid_argument("'" + decimal + "' is not a decimal number");
-    ++digits;
-    if (!point) {
-      if (whole > 90'000'000'000'000LL) throw std::invalid_argument("'" + decimal + "' is too large");
-      whole = whole * 10 + (c - '0');
-    } else if (fraction_digits < 4) {
-      fraction = fraction * 10 + (c - '0');
-      ++fraction_digits;
-    } else if (fraction_digits == 4) {
-      if (c >= '5') fraction += 1;  // half away from zero, beyond the 4th digit
-      ++fraction_digits;
-    }
-  }
-  if (digits == 0) throw std::invalid_argument("'" + decimal + "' is not a decimal number");
-  for (int k = std::min(fraction_digits, 4); k < 4; ++k) fraction *= 10;
-  const std::int64_t hundredths = whole * 10000 + fraction;           // 1/10000 of the currency unit
-  const std::int64_t kopecks = (hundredths + 50) / 100;               // half away from zero
-  return negative ? -kopecks : kopecks;
-}
 
 std::size_t queue_orders(pqxx::connection& c, const std::string& source, std::size_t limit) {
   pqxx::work tx(c);
@@ -236,11 +203,11 @@ queue::outcome order_sender::deliver(const queue::item& item) {
                                                : "/entity/product/" + l.value("product_id", l["offer_id"].get<std::string>()));
       json pos;
       pos["quantity"] = std::stod(l.at("quantity").get<std::string>());
-      pos["price"] = static_cast<double>(to_kopecks(l.at("price").get<std::string>()));
-      if (const auto d = l.value("discount", "0"); !d.empty() && to_kopecks(d) != 0) {
+      pos["price"] = static_cast<double>(decimal_to_kopecks(l.at("price").get<std::string>()));
+      if (const auto d = l.value("discount", "0"); !d.empty() && decimal_to_kopecks(d) != 0) {
         // The portal's discount is an amount for the line; МойСклад wants a percent.
-        const double amount = static_cast<double>(to_kopecks(l["price"].get<std::string>())) * pos["quantity"].get<double>();
-        if (amount > 0) pos["discount"] = std::round(static_cast<double>(to_kopecks(d)) * 10000.0 / amount) / 100.0;
+        const double amount = static_cast<double>(decimal_to_kopecks(l["price"].get<std::string>())) * pos["quantity"].get<double>();
+        if (amount > 0) pos["discount"] = std::round(static_cast<double>(decimal_to_kopecks(d)) * 10000.0 / amount) / 100.0;
       }
       pos["assortment"] = meta_of(href, variant ? "variant" : "product");
       positions.push_back(std::move(pos));
@@ -253,7 +220,7 @@ queue::outcome order_sender::deliver(const queue::item& item) {
     order["organization"] = org;
     order["agent"] = agent_meta(p.at("buyer"));
     std::string description = p.value("comment", "");
-    if (const auto dp = p.value("delivery_price", ""); !dp.empty() && to_kopecks(dp) > 0)
+    if (const auto dp = p.value("delivery_price", ""); !dp.empty() && decimal_to_kopecks(dp) > 0)
       description += (description.empty() ? "" : "\n") + std::string("Доставка: ") + dp;
     if (!description.empty()) order["description"] = description;
     order["positions"] = std::move(positions);
@@ -272,7 +239,7 @@ queue::outcome order_sender::deliver(const queue::item& item) {
     return queue::outcome::ok();
   } catch (const api_error& e) {
     return failure(e);
-  } catch (const std::invalid_argument& e) {
+  } catch (const decode_error& e) {
     return queue::outcome::permanent("order " + number + ": " + e.what());
   } catch (const json::exception& e) {
     return queue::outcome::permanent("order " + number + ": unexpected answer from МойСклад: " + e.what());

@@ -73,8 +73,4 @@ class order_sender {
 // export was pending under it (false: a newer version was queued meanwhile and is pending).
 bool acknowledge(pqxx::connection&, const std::string& source, std::int64_t item_id);
 
-// "1234.5" → 123450 kopecks (rounded half away from zero at the kopeck). Throws
-// std::invalid_argument for text that is not a decimal number.
-std::int64_t to_kopecks(const std::string& decimal);
-
 }  // namespace obmen::moysklad
