@@ -598,6 +598,25 @@ TEST_CASE("describe_masked shows every setting and never a secret") {
   CHECK(e.find("database.url = postgresql://obmen:***@db/obmen (from env OBMEN_DATABASE_URL)\n") != std::string::npos);
 }
 
+TEST_CASE("the МойСклад example config loads clean") {
+  clean_env env;
+  const char* source_dir = std::getenv("OBMEN_SOURCE_DIR");
+  REQUIRE(source_dir != nullptr);
+  const auto r = obmen::config::load(fs::path(source_dir) / "config/examples/obmen-moysklad.yaml");
+  for (const auto& p : r.problems) INFO(p.to_string());
+  REQUIRE(r.ok());
+  REQUIRE(r.cfg->moysklad.size() == 1);
+  const auto& ms = r.cfg->moysklad[0];
+  const obmen::config::moysklad_config defaults;
+  CHECK(ms.base_url == defaults.base_url);
+  CHECK(ms.poll_interval_seconds == defaults.poll_interval_seconds);
+  CHECK(ms.orders_poll_interval_seconds == defaults.orders_poll_interval_seconds);
+  CHECK(ms.request_timeout_seconds == defaults.request_timeout_seconds);
+  CHECK(ms.max_parallel == defaults.max_parallel);
+  CHECK(ms.auth_weight == defaults.auth_weight);
+  CHECK(ms.export_orders == defaults.export_orders);
+}
+
 TEST_CASE("the example config loads clean") {
   clean_env env;
   const char* source_dir = std::getenv("OBMEN_SOURCE_DIR");
