@@ -75,6 +75,7 @@ for f in /usr/bin/obmend /usr/bin/obmenctl \
          /lib/systemd/system/obmend.service \
          /usr/lib/sysusers.d/obmen.conf /usr/lib/tmpfiles.d/obmen.conf \
          /usr/share/man/man8/obmend.8.gz /usr/share/man/man1/obmenctl.1.gz \
+         /usr/share/bash-completion/completions/obmenctl \
          /usr/share/doc/obmen/README.md /usr/share/doc/obmen/install.md; do
   grep -qx "$f" "$tmp/contents" || fail "$f not in the package"
 done
