@@ -139,6 +139,7 @@ void runner::start() {
                [&] {
                  std::string names;
                  for (const auto& s : settings_->sources) names += (names.empty() ? "" : ", ") + s.name;
+                 for (const auto& s : settings_->pull_sources) names += (names.empty() ? "" : ", ") + s.name;
                  return names.empty() ? std::string("(none)") : names;
                }(),
                settings_->schedules.size());

@@ -29,6 +29,9 @@
 #include <string>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
 #include "common/http.hpp"
 #include "common/worker_pool.hpp"
 #include "config/config.hpp"
