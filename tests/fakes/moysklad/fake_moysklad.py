@@ -375,6 +375,7 @@ class FakeMoySklad:
             self.request_log: list[dict] = []
             self.deliveries: list[dict] = []
             self.suppressed: list[dict] = []
+            self.undeliverable: list[dict] = []
             self.faults: list[Fault] = []
             self.doc_numbers: dict[str, int] = {}
             self.ratelimit = {"enabled": True, "budget": 45, "window_ms": 3000, "weight": 4,
@@ -1245,8 +1246,7 @@ class FakeMoySklad:
                        "webhookId": job["webhookId"], "body": job["body"]}
         if parts.hostname not in self.allowed_webhook_hosts:
             with self._lock:
-                self.deliveries.append(dict(base_record, attempt=0, status=None, latency_ms=0, ok=False,
-                                            error="not delivered: host is not local (allowed_webhook_hosts)"))
+                self.undeliverable.append(dict(base_record, error="host is not local (allowed_webhook_hosts)"))
             return
         timeout = self.webhook_timeout_ms / 1000.0
         path = parts.path or "/"
@@ -1302,7 +1302,7 @@ class FakeMoySklad:
     def webhook_deliveries(self) -> dict:
         with self._lock:
             return {"deliveries": [dict(d) for d in self.deliveries], "suppressed": [dict(s) for s in self.suppressed],
-                    "pending": self._pending}
+                    "undeliverable": [dict(u) for u in self.undeliverable], "pending": self._pending}
 
     # ---- faults ---------------------------------------------------------------------------------
 
@@ -1559,7 +1559,7 @@ class FakeMoySklad:
             for k, v in self._rate_headers(login).items():
                 if not (parallel_429 and k == "X-Lognex-Retry-After"):
                     resp.headers.setdefault(k, v)
-            self.request_log.append({"method": method, "path": sub, "query": parts.query, "status": resp.status,
+            self.request_log.append({"method": method, "path": path, "query": parts.query, "status": resp.status,
                                      "user": login})
         return resp
 

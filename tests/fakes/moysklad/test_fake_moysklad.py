@@ -264,7 +264,10 @@ class RateLimits(FakeTestCase):
         state = self.fake.state()
         self.assertEqual(state["served_429"], 1)
         self.assertEqual(state["served_429_by_code"]["1049"], 1)
-        self.assertIn(["GET", "/entity/uom", 429], state["requests"])
+        self.assertIn(["GET", f"{fm.API_PATH}/entity/uom", 429], state["requests"])
+        logged = self.fake.requests()[-1]
+        self.assertEqual((logged["method"], logged["path"], logged["status"], logged["user"]),
+                         ("GET", f"{fm.API_PATH}/entity/uom", 429, LOGIN))
 
     def test_stock_reports_weigh_5_and_limits_are_configurable(self):
         for _ in range(9):
@@ -632,6 +635,13 @@ class Webhooks(FakeTestCase):
         self.assertEqual(len(self.receiver.drain()), 1)
         self.assertEqual(len(out["suppressed"]), 1)
         self.assertEqual(out["suppressed"][0]["prefix"], prefix)
+        # the seeded sample webhooks (demand CREATE → www.example.com) are never contacted
+        demand = {"organization": {"meta": self.first("organization")["meta"]},
+                  "agent": {"meta": self.first("counterparty")["meta"]}, "store": {"meta": self.first("store")["meta"]}}
+        self.client.ok("POST", "entity/demand", demand)
+        out = self.flush()
+        self.assertEqual(len(out["deliveries"]), 1)
+        self.assertEqual([u["url"] for u in out["undeliverable"]], ["http://www.example.com"])
 
     def test_failed_or_slow_answers_are_retried_three_times_with_same_request_id(self):
         self.hook("customerorder", "UPDATE")
