@@ -1604,7 +1604,10 @@ class FakeMoySklad:
                 headers_429.pop("X-Lognex-Retry-After", None)
                 headers_429["X-Lognex-Auth"] = "429005"
                 return Response(429, {"errors": [error_object(1073, PARALLEL_ERROR)]}, headers_429), login
-            return self._handle_authenticated(method, sub, raw_query, query, headers, body, login), login
+            try:
+                return self._handle_authenticated(method, sub, raw_query, query, headers, body, login), login
+            except ApiError as err:
+                return Response(err.status, err.body(), dict(err.headers)), login
         finally:
             with self._cond:
                 self._limits(login).in_flight -= 1

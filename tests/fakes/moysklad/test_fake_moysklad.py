@@ -433,6 +433,7 @@ class Collections(FakeTestCase):
         status, _, body = self.client.request("GET", "entity/product?filter=" +
                                               urllib.parse.quote("updated>=01.12.2026"))
         self.assertEqual((status, body["errors"][0]["code"]), (412, 1035))
+        self.assertEqual(self.fake.requests()[-1]["user"], LOGIN)
 
     def test_expand_only_up_to_limit_100(self):
         order = self.client.ok("GET", "entity/customerorder?limit=100&expand=state,agent")["rows"][0]
