@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <thread>
+#include <vector>
 
 namespace obmen::moysklad {
 
@@ -35,7 +36,7 @@ rate_limiter::rate_limiter(rate_limit_options options, now_fn now, sleep_fn slee
 }
 
 void rate_limiter::expire_locked(clock::time_point now) {
-  while (!spent_.empty() && spent_.front().at + options_.window <= now) spent_.pop_front();
+  std::erase_if(spent_, [&](const spend& s) { return s.until <= now; });
 }
 
 int rate_limiter::used_locked() const {
@@ -75,18 +76,20 @@ rate_limiter::permit rate_limiter::acquire(int units) {
       } else {
         int excess = used_locked() + units - options_.budget;
         if (excess <= 0) {
-          spent_.push_back({now, units});
+          spent_.push_back({now + options_.window, units});
           if (wait_started) {
             ++stats_.waits;
             stats_.waited += std::chrono::duration_cast<std::chrono::milliseconds>(now - *wait_started);
           }
           return slot;
         }
-        // Oldest spends come back first: wait for the one that frees enough.
-        for (const auto& s : spent_) {
+        // Wait until enough spends have come back, earliest first.
+        std::vector<spend> by_return = spent_;
+        std::sort(by_return.begin(), by_return.end(), [](const spend& a, const spend& b) { return a.until < b.until; });
+        for (const auto& s : by_return) {
           excess -= s.units;
           if (excess <= 0) {
-            wait = s.at + options_.window - now;
+            wait = s.until - now;
             break;
           }
         }
@@ -110,9 +113,14 @@ void rate_limiter::observe(const rate_limit_headers& h) {
   if (h.limit && *h.limit > 0 && *h.limit != options_.budget) server_left = server_left * options_.budget / *h.limit;
   server_left = std::clamp<long long>(server_left, 0, options_.budget);
   const int ours = std::max(0, options_.budget - used_locked());
-  if (server_left < ours) spent_.push_back({now, ours - static_cast<int>(server_left)});
-  if (*h.remaining <= 0 && h.reset_ms && *h.reset_ms > 0)
-    blocked_until_ = std::max(blocked_until_, now + std::chrono::milliseconds(std::min(*h.reset_ms, max_window_ms)));
+  if (server_left >= ours) return;
+  // The units the server counts and we do not come back when the server says its restriction
+  // resets, else after one window.
+  long long back_ms = 0;
+  for (const auto& v : {h.reset_ms, h.retry_after_ms})
+    if (v && *v > 0) back_ms = std::max(back_ms, std::min(*v, max_window_ms));
+  const auto back = back_ms > 0 ? std::chrono::milliseconds(back_ms) : options_.window;
+  spent_.push_back({now + back, ours - static_cast<int>(server_left)});
 }
 
 void rate_limiter::penalize(std::chrono::milliseconds duration) {

@@ -14,7 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
+#include <vector>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -76,8 +76,8 @@ class rate_limiter {
 
   // Adapts to an answer's headers: the window length from X-Lognex-Retry-TimeInterval; when
   // X-RateLimit-Remaining (scaled from X-RateLimit-Limit to our budget) is below what we think
-  // is left, the difference is booked as spent now; Remaining 0 with X-Lognex-Reset > 0 stops
-  // everyone for Reset ms.
+  // is left, the difference is booked as spent now, coming back after X-Lognex-Reset /
+  // X-Lognex-Retry-After ms when the server sends them (> 0), else after one window.
   void observe(const rate_limit_headers&);
 
   // After a 429: nobody acquires until `duration` from now has passed.
@@ -92,7 +92,7 @@ class rate_limiter {
 
  private:
   struct spend {
-    clock::time_point at;
+    clock::time_point until;                    // when the units come back
     int units;
   };
   void expire_locked(clock::time_point now);
@@ -104,7 +104,7 @@ class rate_limiter {
   sleep_fn sleep_;
   std::mutex mutex_;
   std::condition_variable slot_free_;
-  std::deque<spend> spent_;                     // in time order
+  std::vector<spend> spent_;                    // at most a budget's worth: a few dozen
   clock::time_point blocked_until_{};
   int in_flight_ = 0;
   stats stats_;

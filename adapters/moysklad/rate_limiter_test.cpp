@@ -106,7 +106,7 @@ TEST_CASE("rate limiter: Remaining counted in requests is scaled by Limit") {
   CHECK(rl.available() == 20);
 }
 
-TEST_CASE("rate limiter: the window follows X-Lognex-Retry-TimeInterval; Remaining 0 stops for Reset") {
+TEST_CASE("rate limiter: the window follows X-Lognex-Retry-TimeInterval; Remaining 0 waits for Reset") {
   fake_clock fc;
   rate_limiter rl({}, fc.now(), fc.sleep());
   rl.observe({.interval_ms = 5000});
@@ -116,10 +116,18 @@ TEST_CASE("rate limiter: the window follows X-Lognex-Retry-TimeInterval; Remaini
   CHECK(rl.window() == 5000ms);
 
   rl.observe({.limit = 45, .remaining = 0, .reset_ms = 1200});
+  CHECK(rl.available() == 0);
   const auto start = fc.t;
-  rl.acquire(1).release();
-  CHECK(fc.ms_since(start) == 5000);  // Remaining 0 booked the whole budget for one window
-  CHECK(fc.sleeps.front() == 1200ms);  // the first wait is the Reset stop
+  rl.acquire(4).release();
+  CHECK(fc.ms_since(start) == 1200);  // the server's units come back when it says so
+  rl.acquire(4).release();            // our own spend lasts the (new) 5 s window
+  CHECK(fc.ms_since(start) == 1200);
+  CHECK(rl.available() == 37);
+
+  rl.observe({.remaining = 0});       // no Reset: one window
+  const auto second = fc.t;
+  rl.acquire(4).release();
+  CHECK(fc.ms_since(second) == 5000);
 }
 
 TEST_CASE("rate limiter: penalize stops everyone for the Retry-After") {
