@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "adapters/moysklad/service.hpp"
 #include "adapters/onec/exchange.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
@@ -47,13 +48,33 @@ http_limits limits_of(const config::http_config& h) {
 
 // What the jobs runner needs of the configuration: every 1C source with its mapping and spool
 // folder (the same <spool.dir>/<source> the exchange writes), and the schedules.
-jobs::runner_settings runner_settings_of(const loaded& l) {
+using moysklad_services = std::map<std::string, std::shared_ptr<moysklad::service>>;
+
+jobs::runner_settings runner_settings_of(const loaded& l, const moysklad_services& ms) {
   jobs::runner_settings s;
   s.database_url = config::database_url(l.cfg);
   for (const auto& src : l.cfg.onec)
     s.sources.push_back({src.name, l.rules_by_source.at(src.name), fs::path(l.cfg.spool.dir) / src.name});
+  for (const auto& [name, svc] : ms) {
+    std::weak_ptr<moysklad::service> weak = svc;
+    s.pull_sources.push_back({name, [weak, name = name](pqxx::connection& c, const jobs::job& j) {
+                                auto alive = weak.lock();
+                                if (!alive) throw std::runtime_error("source '" + name + "' was removed from the configuration");
+                                return alive->resync(c, j.entity, j.mode, j.dry_run);
+                              }});
+  }
   s.schedules = l.cfg.schedules;
   return s;
+}
+
+moysklad::service_settings service_settings_of(const loaded& l, const config::moysklad_config& src) {
+  return {src, l.rules_by_source.at(src.name), config::database_url(l.cfg), fs::path(l.cfg.spool.dir) / src.name};
+}
+
+moysklad_services make_moysklad(const loaded& l) {
+  moysklad_services out;
+  for (const auto& src : l.cfg.moysklad) out[src.name] = std::make_shared<moysklad::service>(service_settings_of(l, src));
+  return out;
 }
 
 class healthz final : public http::route {
@@ -146,8 +167,10 @@ class daemon_state {
         current_(std::move(l)),
         db_(static_cast<std::size_t>(current_.cfg.database.pool_size), config::database_url(current_.cfg)),
         imports_(static_cast<std::size_t>(std::max(1, current_.cfg.workers - 1)), config::database_url(current_.cfg)),
+        // МойСклад sources: each runs its own thread once started.
+        moysklad_(make_moysklad(current_)),
         // Resync jobs (jobs/runner.hpp): constructed after the pools, idle until start().
-        jobs_(ioc, runner_settings_of(current_)),
+        jobs_(ioc, runner_settings_of(current_, moysklad_)),
         server_(ioc),
         signals_(ioc, SIGTERM, SIGINT, SIGHUP),
         watchdog_(ioc),
@@ -164,13 +187,15 @@ class daemon_state {
     clean_spool();
     notify("READY=1\nSTATUS=" + status_line() + "\nX_OBMEN_LISTEN=" + listen_);
     // After READY: the runner LISTENs for jobs and picks up what is queued (a slow database
-    // must not delay start-up).
+    // must not delay start-up); МойСклад sources start syncing.
     jobs_.start();
+    for (auto& [name, svc] : moysklad_) svc->start();
   }
 
  private:
   std::string status_line() const {
-    return "serving on " + listen_ + "; " + std::to_string(exchanges_.size()) + " 1C endpoint(s)";
+    return "serving on " + listen_ + "; " + std::to_string(exchanges_.size()) + " 1C endpoint(s), " +
+           std::to_string(moysklad_.size()) + " МойСклад source(s)";
   }
 
   void build_routes() {
@@ -191,6 +216,10 @@ class daemon_state {
       routes[src.path] = ex;
     }
     exchanges_ = std::move(next);
+    for (auto& [name, svc] : moysklad_)
+      for (const auto& src : current_.cfg.moysklad)
+        if (src.name == name && !src.webhook_path.empty())
+          if (auto route = svc->webhook_route(db_)) routes[src.webhook_path] = route;
     server_.set_routes(std::move(routes));
   }
 
@@ -230,8 +259,9 @@ class daemon_state {
       spdlog::warn("reload: database.pool_size/workers changed; takes effect after a restart");
     try {
       current_ = std::move(*next);
+      reconfigure_moysklad();
       build_routes();
-      jobs_.reconfigure(runner_settings_of(current_));  // new mapping rules and schedules for the next job
+      jobs_.reconfigure(runner_settings_of(current_, moysklad_));  // new mapping rules and schedules for the next job
     } catch (const std::exception& e) {
       spdlog::error("reload failed: {}", e.what());
     }
@@ -257,6 +287,7 @@ class daemon_state {
     watchdog_.cancel();
     cleaner_.cancel();
     jobs_.stop();  // no new claims; a running job stops at its next step and is queued again
+    for (auto& [name, svc] : moysklad_) svc->stop();  // each ends after the step in progress
     server_.on_drained([this] { wait_for_jobs(); });
     server_.stop();
   }
@@ -265,7 +296,26 @@ class daemon_state {
   std::size_t running_jobs() const {
     std::size_t n = 0;
     for (const auto& [name, ex] : exchanges_) n += ex->running_jobs();
+    for (const auto& [name, svc] : moysklad_) n += svc->busy() ? 1 : 0;
     return n;
+  }
+
+  // Sources kept by name get the new settings; new ones start; removed ones stop.
+  void reconfigure_moysklad() {
+    moysklad_services next;
+    for (const auto& src : current_.cfg.moysklad) {
+      if (auto it = moysklad_.find(src.name); it != moysklad_.end()) {
+        it->second->reconfigure(service_settings_of(current_, src));
+        next[src.name] = it->second;
+      } else {
+        auto svc = std::make_shared<moysklad::service>(service_settings_of(current_, src));
+        svc->start();
+        next[src.name] = svc;
+      }
+    }
+    for (auto& [name, svc] : moysklad_)
+      if (!next.count(name)) svc->stop();  // joined when the last reference goes
+    moysklad_ = std::move(next);
   }
 
   // Imports run on the import pool; their transactions are allowed to finish.
@@ -319,6 +369,7 @@ class daemon_state {
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   worker_pool db_;
   worker_pool imports_;
+  moysklad_services moysklad_;         // before jobs_: the runner's settings refer to them
   jobs::runner jobs_;
   http_server server_;
   net::signal_set signals_;

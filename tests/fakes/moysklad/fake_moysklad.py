@@ -1994,6 +1994,11 @@ class FakeMoySklad:
                         return Response(200, dict(self._add_characteristic(payload["name"])))
             if len(seg) == 2 and method == "GET":
                 return Response(200, dict(base, attributes=[], createShared=False))
+            if len(seg) == 3 and seg[2] == "attributes" and method == "GET":
+                # Custom-field definitions: none in the seed (a list envelope, as the real API answers).
+                href = f"{self.base_url}/entity/{type_}/metadata/attributes"
+                return Response(200, {"meta": {"href": href, "type": "attributemetadata", "mediaType": "application/json",
+                                               "size": 0, "limit": 1000, "offset": 0}, "rows": []})
         raise ApiError(404, 1002, f"Неопознанный путь: {API_PATH}/entity/{'/'.join(seg)}")
 
     def _route_positions(self, type_: str, doc_id: str, method: str, rest: list, query: list, q: dict,
