@@ -10,6 +10,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "common/net.hpp"  // first: Asio needs <utility> before it with GCC 12
+
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -17,7 +19,6 @@
 #include <spdlog/spdlog.h>
 
 #include "adapters/moysklad/gzip.hpp"
-#include "common/net.hpp"
 
 namespace obmen::moysklad {
 
@@ -541,7 +542,14 @@ struct client::impl {
       ++counters.tokens_obtained;
     }
     spdlog::info("moysklad: obtained a new access token for {} (older tokens of this user are revoked)", options.login);
-    if (options.save_token) options.save_token(token);
+    // The token stays in use for this run even when it cannot be stored; the next run would
+    // then obtain another one (revoking this).
+    if (!options.save_token) return;
+    try {
+      options.save_token(token);
+    } catch (const std::exception& e) {
+      spdlog::error("moysklad: the new access token could not be saved: {}", e.what());
+    }
   }
 
   // --- answers ---

@@ -10,11 +10,20 @@
 #include <thread>
 #include <vector>
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <fstream>
+
+#include "common/net.hpp"  // first: Asio needs <utility> before it with GCC 12
+
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include "adapters/moysklad/gzip.hpp"
-#include "common/net.hpp"
+#include "tests/support/temp_dir.hpp"
 
 namespace {
 
@@ -44,6 +53,7 @@ struct reply {
   std::vector<std::pair<std::string, std::string>> headers;
   bool gzip = true;   // compress the body as МойСклад does
   bool hang = false;  // read the request, never answer
+  bool drop = false;  // close the connection after answering, without saying so (an idle time-out)
 };
 
 class test_server {
@@ -120,8 +130,9 @@ class test_server {
       }
       s->res.keep_alive(s->req.keep_alive());
       s->res.prepare_payload();
-      bhttp::async_write(s->socket, s->res, [this, s](beast::error_code e, std::size_t) {
-        if (!e && s->res.keep_alive()) read(s);
+      bhttp::async_write(s->socket, s->res, [this, s, drop = r.drop](beast::error_code e, std::size_t) {
+        if (drop) s->socket.close();
+        else if (!e && s->res.keep_alive()) read(s);
       });
     });
   }
@@ -241,6 +252,21 @@ TEST_CASE("client: a connection serves at most max_requests_per_connection reque
   c2.get("entity/store");
   c2.get("entity/store");
   CHECK(server.connections() == 5);
+}
+
+TEST_CASE("client: a kept-alive connection the server closed is replaced for GET/PUT/DELETE, not for POST") {
+  test_server server([](const seen&) { return reply{200, R"({"ok":1})", {}, true, false, true}; });
+  client c(options_for(server));
+  CHECK(c.get("entity/store") == json{{"ok", 1}});
+  CHECK(c.get("entity/store") == json{{"ok", 1}});  // the pooled connection fails: a new one
+  CHECK(c.put("entity/store/1", json::object()) == json{{"ok", 1}});
+  CHECK(server.connections() == 3);
+  CHECK(server.requests().size() == 3);
+  const api_error e = thrown([&] { c.post("entity/store", json::object()); });  // may have been processed
+  CHECK(e.status() == 0);
+  CHECK(e.transient());
+  CHECK(std::string(e.what()).starts_with("POST " + server.base() + "entity/store: "));
+  CHECK(c.stats().connections_opened == 3);
 }
 
 TEST_CASE("client: an empty answer is null; a plain (uncompressed) answer is read too") {
@@ -559,4 +585,117 @@ TEST_CASE("client: parallel callers share the connections and the limiter") {
   for (auto& t : threads) t.join();
   CHECK(good == 20);
   CHECK(server.connections() <= 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTPS: a throw-away self-signed certificate for "localhost", one connection served by a
+// blocking TLS server on its own thread.
+
+namespace {
+
+namespace ssl = boost::asio::ssl;
+
+struct self_signed {
+  std::string cert_pem, key_pem;
+  self_signed() {
+    EVP_PKEY* key = EVP_RSA_gen(2048);
+    X509* x = X509_new();
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, key);
+    X509_NAME* name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
+    X509_set_issuer_name(x, name);
+    X509_sign(x, key, EVP_sha256());
+    cert_pem = to_pem([&](BIO* b) { PEM_write_bio_X509(b, x); });
+    key_pem = to_pem([&](BIO* b) { PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr); });
+    X509_free(x);
+    EVP_PKEY_free(key);
+  }
+  template <class F>
+  static std::string to_pem(F&& write) {
+    BIO* b = BIO_new(BIO_s_mem());
+    write(b);
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(b, &data);
+    std::string out(data, static_cast<std::size_t>(n));
+    BIO_free(b);
+    return out;
+  }
+};
+
+class tls_server {
+ public:
+  explicit tls_server(const self_signed& cert) {
+    ctx_.use_certificate_chain(net::buffer(cert.cert_pem));
+    ctx_.use_private_key(net::buffer(cert.key_pem), ssl::context::pem);
+    acceptor_.open(tcp::v4());
+    acceptor_.bind({net::ip::make_address("127.0.0.1"), 0});
+    acceptor_.listen();
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~tls_server() { join(); }
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  unsigned short port() const { return acceptor_.local_endpoint().port(); }
+  std::string sni;  // what the client sent, read after the join
+
+ private:
+  void serve() {
+    beast::error_code ec;
+    tcp::socket socket(ioc_);
+    acceptor_.accept(socket, ec);
+    if (ec) return;
+    beast::ssl_stream<tcp::socket> stream(std::move(socket), ctx_);
+    stream.handshake(ssl::stream_base::server, ec);
+    if (ec) return;  // the client refused our certificate
+    if (const char* n = SSL_get_servername(stream.native_handle(), TLSEXT_NAMETYPE_host_name)) sni = n;
+    beast::flat_buffer buffer;
+    bhttp::request<bhttp::string_body> req;
+    bhttp::read(stream, buffer, req, ec);
+    if (ec) return;
+    bhttp::response<bhttp::string_body> res{bhttp::status::ok, 11};
+    res.set(bhttp::field::content_encoding, "gzip");
+    res.body() = obmen::moysklad::gzip(json{{"tls", true}, {"target", std::string(req.target())}}.dump());
+    res.keep_alive(false);
+    res.prepare_payload();
+    bhttp::write(stream, res, ec);
+    stream.shutdown(ec);
+  }
+
+  net::io_context ioc_;
+  ssl::context ctx_{ssl::context::tls_server};
+  tcp::acceptor acceptor_{ioc_};
+  std::thread thread_;
+};
+
+}  // namespace
+
+TEST_CASE("client: HTTPS with SNI, verified against a CA file; an unknown certificate is refused") {
+  const self_signed cert;
+  obmen::test::temp_dir dir("obmen-client-test");
+  const auto ca = dir / "ca.pem";
+  std::ofstream(ca) << cert.cert_pem;
+
+  tls_server good(cert);
+  client_options o;
+  o.base_url = "https://localhost:" + std::to_string(good.port()) + "/api/remap/1.2/";
+  o.token = "t";
+  o.ca_file = ca.string();
+  client c(o);
+  CHECK(c.get("entity/product") == json{{"tls", true}, {"target", "/api/remap/1.2/entity/product"}});
+  good.join();
+  CHECK(good.sni == "localhost");
+
+  tls_server unknown(cert);
+  o.base_url = "https://localhost:" + std::to_string(unknown.port()) + "/api/remap/1.2/";
+  o.ca_file.clear();  // the system's CAs do not know our certificate
+  client strict(o);
+  const api_error e = thrown([&] { strict.get("entity/product"); });
+  CHECK(e.status() == 0);
+  CHECK(e.transient());
+  CHECK(std::string(e.what()).starts_with("GET https://localhost:" + std::to_string(unknown.port()) +
+                                          "/api/remap/1.2/entity/product: TLS handshake: certificate verify failed"));
 }
