@@ -276,6 +276,57 @@ json at_row(const pqxx::row& r, int from) {
   return {{"at", r[from].as<std::string>()}, {"age_seconds", r[from + 1].as<double>()}};
 }
 
+// What every source shows: running and queued jobs, its queue items (outbound, and inbound
+// webhook deliveries for МойСклад: target "<source>/in"), the last failed files and jobs.
+void common_status(pqxx::transaction_base& tx, const std::string& name, json& s) {
+  json running = json::array();
+  for (const auto& row : tx.exec_params("SELECT id FROM obmen.jobs WHERE source = $1 AND state = 'running' ORDER BY id",
+                                        name)) {
+    auto j = jobs::get(tx, row[0].as<std::int64_t>());
+    if (!j) continue;
+    running.push_back({{"id", j->id}, {"entity", j->entity}, {"dry_run", j->dry_run}, {"worker", j->worker},
+                       {"started_at", j->started_at}, {"percent", progress_percent(*j)}, {"progress", progress_text(*j)}});
+  }
+  s["jobs"] = {{"running", running},
+               {"queued", tx.exec_params1("SELECT count(*) FROM obmen.jobs WHERE source = $1 AND state = 'queued'", name)[0]
+                              .as<std::int64_t>()}};
+
+  // obmen.queue read directly (not through the queue library): depth by state.
+  json by_state = json::object();
+  for (const auto& row : tx.exec_params("SELECT state, count(*) FROM obmen.queue WHERE target IN ($1, $1 || '/in') "
+                                        "GROUP BY state ORDER BY state",
+                                        name))
+    by_state[row[0].as<std::string>()] = row[1].as<std::int64_t>();
+  s["queue"] = {{"by_state", by_state}, {"dead", by_state.value("dead", 0)}};
+
+  json file_errors = json::array();
+  for (const auto& row : tx.exec_params(
+           "SELECT f.session_id, f.filename, coalesce(f.error, ''), to_json(coalesce(f.import_finished_at, s.started_at)) #>> '{}', "
+           "extract(epoch from now() - coalesce(f.import_finished_at, s.started_at))::float8 "
+           "FROM obmen.exchange_files f JOIN obmen.exchange_sessions s ON s.id = f.session_id "
+           "WHERE s.source = $1 AND f.status = 'failed' ORDER BY f.id DESC LIMIT 5",
+           name)) {
+    json o = at_row(row, 3);
+    o["session"] = row[0].as<std::int64_t>();
+    o["file"] = row[1].as<std::string>();
+    o["error"] = row[2].as<std::string>();
+    file_errors.push_back(o);
+  }
+  json job_errors = json::array();
+  for (const auto& row : tx.exec_params(
+           "SELECT id, coalesce(entity, 'all'), coalesce(error, ''), to_json(finished_at) #>> '{}', "
+           "extract(epoch from now() - finished_at)::float8 FROM obmen.jobs "
+           "WHERE source = $1 AND state = 'failed' AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 5",
+           name)) {
+    json o = at_row(row, 3);
+    o["job"] = row[0].as<std::int64_t>();
+    o["entity"] = row[1].as<std::string>();
+    o["error"] = row[2].as<std::string>();
+    job_errors.push_back(o);
+  }
+  s["errors"] = {{"files", file_errors}, {"jobs", job_errors}};
+}
+
 json source_status(pqxx::transaction_base& tx, const config::onec_config& src) {
   json s;
   s["type"] = "onec";
@@ -321,69 +372,49 @@ json source_status(pqxx::transaction_base& tx, const config::onec_config& src) {
   file("documents", "sale", "\\.xml$");
   s["last_exchange"] = last;
 
-  json running = json::array();
-  for (const auto& row : tx.exec_params("SELECT id FROM obmen.jobs WHERE source = $1 AND state = 'running' ORDER BY id",
-                                        src.name)) {
-    auto j = jobs::get(tx, row[0].as<std::int64_t>());
-    if (!j) continue;
-    running.push_back({{"id", j->id}, {"entity", j->entity}, {"dry_run", j->dry_run}, {"worker", j->worker},
-                       {"started_at", j->started_at}, {"percent", progress_percent(*j)}, {"progress", progress_text(*j)}});
-  }
-  s["jobs"] = {{"running", running},
-               {"queued", tx.exec_params1("SELECT count(*) FROM obmen.jobs WHERE source = $1 AND state = 'queued'", src.name)[0]
-                              .as<std::int64_t>()}};
-
-  // obmen.queue read directly (not through the queue library): depth by state.
-  json by_state = json::object();
-  for (const auto& row : tx.exec_params("SELECT state, count(*) FROM obmen.queue WHERE target = $1 GROUP BY state ORDER BY state",
-                                        src.name))
-    by_state[row[0].as<std::string>()] = row[1].as<std::int64_t>();
-  s["queue"] = {{"by_state", by_state}, {"dead", by_state.value("dead", 0)}};
-
-  json file_errors = json::array();
-  for (const auto& row : tx.exec_params(
-           "SELECT f.session_id, f.filename, coalesce(f.error, ''), to_json(coalesce(f.import_finished_at, s.started_at)) #>> '{}', "
-           "extract(epoch from now() - coalesce(f.import_finished_at, s.started_at))::float8 "
-           "FROM obmen.exchange_files f JOIN obmen.exchange_sessions s ON s.id = f.session_id "
-           "WHERE s.source = $1 AND f.status = 'failed' ORDER BY f.id DESC LIMIT 5",
-           src.name)) {
-    json o = at_row(row, 3);
-    o["session"] = row[0].as<std::int64_t>();
-    o["file"] = row[1].as<std::string>();
-    o["error"] = row[2].as<std::string>();
-    file_errors.push_back(o);
-  }
-  json job_errors = json::array();
-  for (const auto& row : tx.exec_params(
-           "SELECT id, coalesce(entity, 'all'), coalesce(error, ''), to_json(finished_at) #>> '{}', "
-           "extract(epoch from now() - finished_at)::float8 FROM obmen.jobs "
-           "WHERE source = $1 AND state = 'failed' AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 5",
-           src.name)) {
-    json o = at_row(row, 3);
-    o["job"] = row[0].as<std::int64_t>();
-    o["entity"] = row[1].as<std::string>();
-    o["error"] = row[2].as<std::string>();
-    job_errors.push_back(o);
-  }
-  s["errors"] = {{"files", file_errors}, {"jobs", job_errors}};
+  common_status(tx, src.name, s);
   return s;
 }
 
-void print_status(const std::string& name, const json& s) {
-  std::printf("%s (1C, %s)\n", name.c_str(), s["path"].get<std::string>().c_str());
-  const auto& last = s["last_exchange"];
-  auto line = [](const char* label, const std::string& text) { std::printf("  %-10s %s\n", label, text.c_str()); };
-  auto stamp = [](const json& o) { return when(o["at"].get<std::string>()) + " (" + age(o["age_seconds"].get<double>()) + ")"; };
-  for (const char* key : {"catalog", "offers", "documents"}) {
-    const auto& o = last[key];
-    line(key, o.is_null() ? "never" : o["file"].get<std::string>() + ", session " + std::to_string(o["session"].get<std::int64_t>()) +
-                                          ", " + stamp(o));
+json source_status(pqxx::transaction_base& tx, const config::moysklad_config& src) {
+  json s;
+  s["type"] = "moysklad";
+  s["base_url"] = src.base_url;
+  json sync = json::object();
+  for (const char* entity : {"catalog", "prices", "stock", "counterparties", "orders"}) {
+    auto r = tx.exec_params("SELECT value, to_json(updated_at) #>> '{}', extract(epoch from now() - updated_at)::float8 "
+                            "FROM obmen.bookmarks WHERE source = $1 AND entity = $2",
+                            src.name, std::string(entity));
+    if (r.empty()) {
+      sync[entity] = nullptr;
+      continue;
+    }
+    json o = at_row(r[0], 1);
+    o["up_to_msk"] = r[0][0].as<std::string>();
+    sync[entity] = o;
   }
-  const auto& orders = last["orders"];
-  line("orders", orders.is_null() ? "never acknowledged by 1C"
-                                  : "acknowledged by 1C in session " + std::to_string(orders["session"].get<std::int64_t>()) +
-                                        " (" + std::to_string(orders["acknowledged_orders"].get<std::int64_t>()) +
-                                        " order(s)), " + stamp(orders));
+  s["sync"] = sync;
+  auto hooks = tx.exec_params1(
+      "SELECT count(*) FILTER (WHERE received_at > now() - interval '24 hours'), to_json(max(received_at)) #>> '{}', "
+      "extract(epoch from now() - max(received_at))::float8 FROM obmen.webhook_events WHERE source = $1",
+      src.name);
+  s["webhooks"] = {{"configured", !src.webhook_url.empty()}, {"last_24h", hooks[0].as<std::int64_t>()},
+                   {"last", hooks[1].is_null() ? json(nullptr) : at_row(hooks, 1)}};
+  auto orders = tx.exec_params1(
+      "SELECT count(*), to_json(max(acknowledged_at)) #>> '{}', extract(epoch from now() - max(acknowledged_at))::float8 "
+      "FROM obmen.order_exports WHERE source = $1 AND acknowledged_at IS NOT NULL",
+      src.name);
+  s["orders"] = {{"delivered", orders[0].as<std::int64_t>()},
+                 {"last", orders[1].is_null() ? json(nullptr) : at_row(orders, 1)}};
+  common_status(tx, src.name, s);
+  return s;
+}
+
+// One aligned "  label      text" line of `obmenctl status`.
+void line(const char* label, const std::string& text) { std::printf("  %-10s %s\n", label, text.c_str()); }
+std::string stamp(const json& o) { return when(o["at"].get<std::string>()) + " (" + age(o["age_seconds"].get<double>()) + ")"; }
+
+void print_common(const json& s) {
   std::string jobs_text;
   for (const auto& r : s["jobs"]["running"])
     jobs_text += (jobs_text.empty() ? "" : "; ") + std::string("#") + std::to_string(r["id"].get<std::int64_t>()) + " " +
@@ -410,6 +441,36 @@ void print_status(const std::string& name, const json& s) {
   if (first) line("errors", "none");
 }
 
+void print_status(const std::string& name, const json& s) {
+  std::printf("%s (1C, %s)\n", name.c_str(), s["path"].get<std::string>().c_str());
+  const auto& last = s["last_exchange"];
+  for (const char* key : {"catalog", "offers", "documents"}) {
+    const auto& o = last[key];
+    line(key, o.is_null() ? "never" : o["file"].get<std::string>() + ", session " + std::to_string(o["session"].get<std::int64_t>()) +
+                                          ", " + stamp(o));
+  }
+  const auto& orders = last["orders"];
+  line("orders", orders.is_null() ? "never acknowledged by 1C"
+                                  : "acknowledged by 1C in session " + std::to_string(orders["session"].get<std::int64_t>()) +
+                                        " (" + std::to_string(orders["acknowledged_orders"].get<std::int64_t>()) +
+                                        " order(s)), " + stamp(orders));
+  print_common(s);
+}
+
+void print_moysklad_status(const std::string& name, const json& s) {
+  std::printf("%s (МойСклад, %s)\n", name.c_str(), s["base_url"].get<std::string>().c_str());
+  for (const auto& [entity, o] : s["sync"].items())
+    line(entity.c_str(), o.is_null() ? "never synced" : "synced up to " + o["up_to_msk"].get<std::string>() + " MSK, " + stamp(o));
+  const auto& w = s["webhooks"];
+  line("webhooks", !w["configured"].get<bool>() ? "off (polling only)"
+                   : std::to_string(w["last_24h"].get<std::int64_t>()) + " in the last 24 h" +
+                         (w["last"].is_null() ? "" : ", last " + stamp(w["last"])));
+  const auto& o = s["orders"];
+  line("orders", std::to_string(o["delivered"].get<std::int64_t>()) + " delivered" +
+                     (o["last"].is_null() ? "" : ", last " + stamp(o["last"])));
+  print_common(s);
+}
+
 int status(const jobs_cli& a, const global_options& g) {
   auto s = open(g, "status");
   if (!s) return 1;
@@ -417,6 +478,7 @@ int status(const jobs_cli& a, const global_options& g) {
     pqxx::read_transaction tx(*s->conn);
     json out = {{"sources", json::object()}};
     for (const auto& src : s->settings.cfg.onec) out["sources"][src.name] = source_status(tx, src);
+    for (const auto& src : s->settings.cfg.moysklad) out["sources"][src.name] = source_status(tx, src);
     if (a.json) {
       std::cout << out.dump(2) << "\n";
     } else {
@@ -425,6 +487,11 @@ int status(const jobs_cli& a, const global_options& g) {
         if (!first) std::printf("\n");
         first = false;
         print_status(src.name, out["sources"][src.name]);
+      }
+      for (const auto& src : s->settings.cfg.moysklad) {
+        if (!first) std::printf("\n");
+        first = false;
+        print_moysklad_status(src.name, out["sources"][src.name]);
       }
       if (first) std::printf("no sources in %s\n", g.config_path.string().c_str());
     }

@@ -129,8 +129,15 @@ class FullAndIncremental(MoySkladBase):
         before = self.portal_digest()
         r = self.resync("all")
         self.assertEqual(self.portal_digest(), before)
-        job = json.loads(self.h.ctl("jobs", "list", "--json", config=self.cfg_path, env=self.env()).stdout)
-        self.assertTrue(job, "jobs are listed")
+        status = json.loads(self.h.ctl("status", "--json", config=self.cfg_path, env=self.env()).stdout)["sources"][SOURCE]
+        self.assertEqual(status["type"], "moysklad")
+        for entity in ("catalog", "stock", "counterparties", "orders"):
+            self.assertIsNotNone(status["sync"][entity], f"{entity} has a bookmark after a full sync")
+        self.assertEqual(status["errors"], {"files": [], "jobs": []})
+        text = self.h.ctl("status", config=self.cfg_path, env=self.env()).stdout
+        self.assertRegex(text, r"(?m)^ms \(МойСклад, http://127\.0\.0\.1:\d+/api/remap/1\.2/\)$")
+        self.assertRegex(text, r"(?m)^  catalog +synced up to \d{4}-\d\d-\d\d \d\d:\d\d:\d\d MSK, ")
+        self.assertRegex(text, r"(?m)^  webhooks +off \(polling only\)$")
 
     def test_incremental_asks_for_changes_only_and_applies_them(self):
         self.start()
