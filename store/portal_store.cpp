@@ -6,9 +6,12 @@
 #include <iterator>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 #include <utility>
+
+#include <pqxx/tablewriter>
 
 namespace obmen::store {
 
@@ -109,15 +112,134 @@ field json_text(const nlohmann::json& j, const char* empty) {
   return j.is_null() ? std::string(empty) : j.dump();
 }
 
-// COPY rows into a staging table. libpqxx 6.4's stream_to writes tuples, escaping each field
-// for COPY's text format; std::nullopt becomes \N.
+// One row in COPY's text format: fields separated by tabs, NULL as \N, and backslash, tab,
+// newline and carriage return escaped. The escaping also makes the text an unambiguous encoding
+// of the fields, which is what a content hash is taken over.
+class copy_line {
+ public:
+  copy_line& text(std::string_view v) {
+    separate();
+    if (v.find_first_of("\\\t\n\r") == std::string_view::npos) {
+      s_ += v;
+      return *this;
+    }
+    for (const char c : v) switch (c) {
+        case '\\': s_ += "\\\\"; break;
+        case '\t': s_ += "\\t"; break;
+        case '\n': s_ += "\\n"; break;
+        case '\r': s_ += "\\r"; break;
+        default: s_ += c;
+      }
+    return *this;
+  }
+  copy_line& value(const field& f) { return f ? text(*f) : null(); }
+  copy_line& number(std::int64_t n) {
+    separate();
+    s_ += std::to_string(n);
+    return *this;
+  }
+  copy_line& number(const std::optional<std::int64_t>& n) { return n ? number(*n) : null(); }
+  copy_line& null() {
+    separate();
+    s_ += "\\N";
+    return *this;
+  }
+  const std::string& str() const { return s_; }
+
+ private:
+  void separate() {
+    if (!first_) s_ += '\t';
+    first_ = false;
+  }
+  std::string s_;
+  bool first_ = true;
+};
+
+// COPY … FROM STDIN of lines formatted by copy_line. libpqxx 6.4's stream_to formats each tuple
+// itself, field by field through to_string; tablewriter (deprecated there in favour of
+// stream_to, but the only public way to send a line that is already formatted) takes it as is.
+// The table name is used as given (schema-qualified names work).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+class copy_in {
+ public:
+  copy_in(pqxx::work& tx, const std::string& table, const std::vector<std::string>& columns)
+      : w_(tx, table, columns.begin(), columns.end()) {}
+  void write(const std::string& line) { w_.write_raw_line(line); }
+  void write(const copy_line& line) { w_.write_raw_line(line.str()); }
+  void complete() { w_.complete(); }
+
+ private:
+  pqxx::tablewriter w_;
+};
+#pragma GCC diagnostic pop
+
+// COPY rows of fields into a (staging) table.
 template <std::size_t N>
 void copy_rows(pqxx::work& tx, const std::string& table, const std::array<const char*, N>& columns,
                const std::vector<std::array<field, N>>& rows) {
   if (rows.empty()) return;
-  pqxx::stream_to s{tx, table, std::vector<std::string>(columns.begin(), columns.end())};
-  for (const auto& r : rows) s << std::apply([](const auto&... f) { return std::make_tuple(f...); }, r);
-  s.complete();
+  copy_in c{tx, table, std::vector<std::string>(columns.begin(), columns.end())};
+  for (const auto& r : rows) {
+    copy_line line;
+    for (const auto& f : r) line.value(f);
+    c.write(line);
+  }
+  c.complete();
+}
+
+// COPY the lines lines(item) of each item into a staging table; returns how many there were.
+template <class T, class Lines>
+std::size_t copy_lines(pqxx::work& tx, const std::string& table, const std::vector<std::string>& columns,
+                       const std::vector<const T*>& items, Lines lines) {
+  std::size_t n = 0;
+  for (const auto* x : items) n += lines(*x).size();
+  if (n == 0) return 0;
+  copy_in c{tx, table, columns};
+  for (const auto* x : items)
+    for (const auto& line : lines(*x)) c.write(line);
+  c.complete();
+  return n;
+}
+
+// A staging line with its content hash appended as the last column.
+std::string with_hash(const std::string& line, const std::optional<std::int64_t>& hash) {
+  return line + '\t' + (hash ? std::to_string(*hash) : "\\N");
+}
+
+// Content hashes (portal.products/offers.content_hash): 64-bit FNV-1a over the row's COPY lines
+// as staged (after mapping: names, codes, the price types and warehouses kept), separated by
+// newlines, after a version tag — change the tag when what a row stages changes meaning, and
+// every stored hash simply stops matching once. FNV-1a: two texts of equal length that differ
+// in one byte never collide; otherwise 2^-64 per changed row.
+constexpr std::uint64_t fnv_prime = 0x100000001b3ULL;
+
+std::uint64_t fnv1a(std::uint64_t h, std::string_view s) {
+  for (const unsigned char c : s) {
+    h ^= c;
+    h *= fnv_prime;
+  }
+  return h;
+}
+
+std::uint64_t hash_start() { return fnv1a(0xcbf29ce484222325ULL, "obmen content 1\n"); }
+
+std::int64_t hash_value(std::uint64_t h) { return static_cast<std::int64_t>(h); }
+
+// A PostgreSQL text[] literal for a parameter: {"a","b\"c"}.
+std::string text_array(const std::vector<std::string_view>& items) {
+  std::string out = "{";
+  for (const auto& v : items) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    for (const char c : v) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
 }
 
 // Rows of one batch by external id; when an id repeats, the last row wins (as a later element
@@ -179,7 +301,8 @@ CREATE TEMP TABLE obmen_stage_warehouses (
 CREATE TEMP TABLE obmen_stage_products (
   external_id text, version text, sku text, barcode text, code text, name text, full_name text,
   description text, unit text, unit_code text, manufacturer text, vat_rate text,
-  category_external_id text, attributes jsonb, requisites jsonb, images_given boolean, active boolean
+  category_external_id text, attributes jsonb, requisites jsonb, images_given boolean, active boolean,
+  content_hash bigint
 ) ON COMMIT DROP;
 CREATE TEMP TABLE obmen_stage_product_images (
   product_external_id text, position int, sha256 text
@@ -187,7 +310,7 @@ CREATE TEMP TABLE obmen_stage_product_images (
 CREATE TEMP TABLE obmen_stage_offers (
   external_id text, product_external_id text, characteristic_id text, version text, name text,
   sku text, barcode text, characteristics jsonb, active boolean, header_only boolean,
-  quantity numeric, prices_given boolean, stock_given boolean
+  quantity numeric, prices_given boolean, stock_given boolean, content_hash bigint
 ) ON COMMIT DROP;
 CREATE TEMP TABLE obmen_stage_prices (
   offer_external_id text, price_type_external_id text, value numeric(18,4), currency text,
@@ -227,6 +350,24 @@ constexpr std::int64_t reanalyze_at_least = 1000;
 
 std::atomic<std::int64_t> next_writer_id{1};
 
+// Products and offers carry content_hash: a write that is not an import of the row as a whole
+// (deactivation) makes it unknown, so the next import compares that row in full.
+std::string clears_hash(const char* entity) {
+  return std::string_view(entity) == "categories" ? "" : ", content_hash = NULL";
+}
+
+// After a staged merge, the rule for portal.<table>.content_hash — "set: importing a row with
+// this hash now would change nothing" — is restored for the batch's rows: a row the merge wrote
+// (obmen_merged: the upsert, a new image list, prices or stock of an offer) stores the hash it
+// was staged with, which is NULL for header-only offers and rows with warnings; a row without
+// a hash yet (stored before migration 0006, say) gets one. A row the merge left as it was keeps
+// its hash: it still describes the row, and rewriting it would write to an unchanged row.
+std::string fix_hashes(const char* table, const char* stage_table) {
+  return std::string("UPDATE portal.") + table + " t SET content_hash = s.content_hash FROM " + stage_table +
+         " s WHERE t.source = $1 AND t.external_id = s.external_id AND t.content_hash IS DISTINCT FROM s.content_hash"
+         " AND (t.content_hash IS NULL OR t.id IN (SELECT id FROM obmen_merged))";
+}
+
 }  // namespace
 
 // ─── catalog_writer ─────────────────────────────────────────────────────────────────────────
@@ -240,7 +381,50 @@ struct catalog_writer::impl {
   std::size_t warnings_dropped = 0;
 
   impl(pqxx::work& t, std::string s, std::optional<std::int64_t> sid) : tx(t), source(std::move(s)), session(sid) {
+    // New products and offers are COPied straight into the portal tables (see put_products): a
+    // concurrent writer of the same source inserting the same ids would make that fail rather
+    // than wait, so writers of one source take turns. The lock is the one import_catalog_file
+    // takes; advisory locks nest within a session, so writers sharing a transaction are fine.
+    tx.exec_params("SELECT pg_advisory_xact_lock(hashtext('obmen.import'), hashtext($1))", source);
     if (tx.exec1("SELECT to_regclass('pg_temp.obmen_stage_categories') IS NULL")[0].as<bool>()) tx.exec(staging_ddl);
+  }
+
+  // Portal ids of this source's categories, price types and warehouses by external id, read
+  // when first needed and forgotten when the writer puts that entity. They are few (whatever the
+  // catalog's size): the fast path resolves references with them in memory.
+  using id_map = std::unordered_map<std::string, std::int64_t>;
+  std::optional<id_map> category_ids, price_type_ids, warehouse_ids;
+
+  const id_map& ids(std::optional<id_map>& cache, const char* table) {
+    if (!cache) {
+      cache.emplace();
+      for (const auto& r : tx.exec_params(std::string("SELECT external_id, id FROM portal.") + table + " WHERE source = $1",
+                                          source))
+        cache->emplace(r[0].as<std::string>(), r[1].as<std::int64_t>());
+    }
+    return *cache;
+  }
+
+  // One statement per batch before anything is staged: records the batch's ids as carried (for
+  // finish_*(full) and, in an exchange session, obmen.exchange_seen) and returns the portal's
+  // content_hash of those it already holds (external id → hash, nullopt = NULL).
+  using stored_hashes = std::unordered_map<std::string, std::optional<std::int64_t>>;
+  stored_hashes look_up(const char* entity, const std::string& ids_array) {
+    std::string sql = "WITH carried AS (INSERT INTO obmen_carried (writer, entity, external_id) "
+                      "SELECT $2, $3, unnest($4::text[]) ON CONFLICT DO NOTHING)";
+    if (session)
+      sql += ", seen AS (INSERT INTO obmen.exchange_seen (session_id, entity, external_id) "
+             "SELECT $5, $3, unnest($4::text[]) ON CONFLICT DO NOTHING)";
+    sql += std::string(" SELECT external_id, content_hash FROM portal.") + entity +
+           " WHERE source = $1 AND external_id = ANY($4::text[])";
+    const auto r = session ? tx.exec_params(sql, source, writer_id, std::string(entity), ids_array, *session)
+                           : tx.exec_params(sql, source, writer_id, std::string(entity), ids_array);
+    stored_hashes out;
+    out.reserve(r.size());
+    for (const auto& row : r)
+      out.emplace(row[0].as<std::string>(),
+                  row[1].is_null() ? std::nullopt : std::optional<std::int64_t>(row[1].as<std::int64_t>()));
+    return out;
   }
 
   void warn(std::string w) {
@@ -336,8 +520,8 @@ struct catalog_writer::impl {
   std::int64_t deactivate_not_carried(const char* entity) {
     tx.exec("ANALYZE obmen_carried");
     return count_of(tx.exec_params(
-        std::string("WITH d AS (UPDATE portal.") + entity +
-            " t SET active = false, updated_at = now() WHERE t.source = $1 AND t.active AND NOT EXISTS ("
+        std::string("WITH d AS (UPDATE portal.") + entity + " t SET active = false, updated_at = now()" +
+            clears_hash(entity) + " WHERE t.source = $1 AND t.active AND NOT EXISTS ("
             "SELECT 1 FROM obmen_carried c WHERE c.writer = $2 AND c.entity = $3 AND c.external_id = t.external_id) "
             "RETURNING 1) SELECT count(*) FROM d",
         source, writer_id, std::string(entity)));
@@ -363,6 +547,7 @@ struct catalog_writer::impl {
 // ── categories ──
 
 void catalog_writer::impl::put_categories(const std::vector<model::category>& batch) {
+  category_ids.reset();
   std::vector<std::array<field, 5>> rows;
   std::int64_t skipped = 0;
   for (const auto* c : last_wins(batch, [](const model::category& c) { return c.external_id; })) {
@@ -456,6 +641,7 @@ void catalog_writer::impl::put_attributes(const std::vector<attribute_row>& batc
 }
 
 void catalog_writer::impl::put_price_types(const std::vector<price_type_row>& batch) {
+  price_type_ids.reset();
   std::vector<std::array<field, 4>> rows;
   for (const auto* p : last_wins(batch, [](const price_type_row& p) { return p.external_id; }))
     rows.push_back({p->external_id, p->code.empty() ? p->external_id : p->code, p->name, text(p->currency)});
@@ -481,6 +667,7 @@ void catalog_writer::impl::put_price_types(const std::vector<price_type_row>& ba
 }
 
 void catalog_writer::impl::put_warehouses(const std::vector<warehouse_row>& batch) {
+  warehouse_ids.reset();
   std::vector<std::array<field, 4>> rows;
   for (const auto* w : last_wins(batch, [](const warehouse_row& w) { return w.external_id; }))
     rows.push_back({w->external_id, w->code.empty() ? w->external_id : w->code, w->name, boolean(w->active)});
@@ -534,9 +721,25 @@ bool catalog_writer::impl::put_image(const std::string& sha256, const std::files
 
 // ── products ──
 
+// A row as prepared for the store: its staging line(s) and, when nothing about it needs a
+// warning, its content hash.
+namespace {
+
+struct prepared_product {
+  const product_row* row;
+  std::string line;                 // obmen_stage_products without content_hash
+  std::vector<std::string> images;  // obmen_stage_product_images
+  std::optional<std::int64_t> hash;
+};
+
+}  // namespace
+
+// Each batch goes three ways. Rows whose content hash equals the stored one would change nothing:
+// they are only counted (and recorded as carried). Rows the portal does not hold yet and whose
+// references all resolve in memory (a fresh load) are COPied straight into portal.products. The
+// rest — changed rows, rows with warnings — take the staged, set-based merge.
 void catalog_writer::impl::put_products(const std::vector<product_row>& batch) {
-  std::vector<std::array<field, 17>> rows;
-  std::vector<std::array<field, 3>> images;
+  std::vector<prepared_product> rows;
   std::int64_t skipped = 0;
   for (const auto* p : last_wins(batch, [](const product_row& p) { return p.external_id; })) {
     if (p->external_id.empty()) {
@@ -544,42 +747,113 @@ void catalog_writer::impl::put_products(const std::vector<product_row>& batch) {
       ++skipped;
       continue;
     }
-    rows.push_back({p->external_id, text(p->version), text(p->sku), text(p->barcode), text(p->code), p->name,
-                    text(p->full_name), text(p->description), text(p->unit), text(p->unit_code),
-                    text(p->manufacturer), text(p->vat_rate), text(p->category_external_id),
-                    json_text(p->attributes, "{}"), json_text(p->requisites, "{}"), boolean(p->images.has_value()),
-                    boolean(p->active)});
+    copy_line line;
+    line.text(p->external_id).value(text(p->version)).value(text(p->sku)).value(text(p->barcode))
+        .value(text(p->code)).text(p->name).value(text(p->full_name)).value(text(p->description))
+        .value(text(p->unit)).value(text(p->unit_code)).value(text(p->manufacturer)).value(text(p->vat_rate))
+        .value(text(p->category_external_id)).value(json_text(p->attributes, "{}"))
+        .value(json_text(p->requisites, "{}")).value(boolean(p->images.has_value())).value(boolean(p->active));
+    prepared_product x{p, line.str(), {}, {}};
+    auto h = fnv1a(hash_start(), x.line);
     if (p->images) {
       int position = 0;
-      for (const auto& sha : *p->images) images.push_back({p->external_id, std::to_string(++position), sha});
+      for (const auto& sha : *p->images) {
+        copy_line image;
+        image.text(p->external_id).number(++position).text(sha);
+        h = fnv1a(fnv1a(h, "\n"), image.str());
+        x.images.push_back(image.str());
+      }
     }
+    x.hash = hash_value(h);
+    rows.push_back(std::move(x));
   }
   if (rows.empty() && skipped == 0) return;
+
+  std::vector<std::string_view> batch_ids;
+  batch_ids.reserve(rows.size());
+  for (const auto& x : rows) batch_ids.push_back(x.row->external_id);
+  const auto stored = rows.empty() ? stored_hashes{} : look_up("products", text_array(batch_ids));
+  const auto& categories = ids(category_ids, "categories");
+  std::vector<const prepared_product*> fresh, staged;
+  for (const auto& x : rows) {
+    if (const auto it = stored.find(x.row->external_id); it != stored.end()) {
+      if (!(it->second && it->second == x.hash)) staged.push_back(&x);
+      continue;
+    }
+    const auto& c = x.row->category_external_id;
+    const bool resolved = c.empty() || categories.count(c) != 0;
+    // Images need the product's id for product_images: those products take the merge.
+    const bool images = x.row->images && !x.row->images->empty();
+    (resolved && !images ? fresh : staged).push_back(&x);
+  }
+
+  std::int64_t fresh_inserted = 0;
+  if (!fresh.empty()) {
+    copy_in c{tx, "portal.products",
+              {"source", "external_id", "sku", "name", "full_name", "description", "category_id", "unit", "unit_code",
+               "barcode", "code", "manufacturer", "vat_rate", "attributes", "requisites", "version", "active",
+               "content_hash"}};
+    for (const auto* x : fresh) {
+      const auto& p = *x->row;
+      copy_line line;
+      line.text(source).text(p.external_id).value(text(p.sku)).text(p.name).value(text(p.full_name))
+          .value(text(p.description));
+      if (p.category_external_id.empty())
+        line.null();
+      else
+        line.number(categories.at(p.category_external_id));
+      line.value(text(p.unit)).value(text(p.unit_code)).value(text(p.barcode)).value(text(p.code))
+          .value(text(p.manufacturer)).value(text(p.vat_rate)).value(json_text(p.attributes, "{}"))
+          .value(json_text(p.requisites, "{}")).value(text(p.version)).value(boolean(p.active)).number(x->hash);
+      c.write(line);
+    }
+    c.complete();
+    fresh_inserted = static_cast<std::int64_t>(fresh.size());
+    grew("products", "source, external_id", fresh_inserted);
+  }
+  if (staged.empty()) {
+    record("products", static_cast<std::int64_t>(rows.size()), fresh_inserted, 0, 0, skipped);
+    return;
+  }
+
   reset({"obmen_stage_products", "obmen_stage_product_images", "obmen_merged", "obmen_image_want",
          "obmen_image_changes"});
-  copy_rows(tx, "obmen_stage_products",
-            {"external_id", "version", "sku", "barcode", "code", "name", "full_name", "description", "unit",
-             "unit_code", "manufacturer", "vat_rate", "category_external_id", "attributes", "requisites",
-             "images_given", "active"},
-            rows);
-  copy_rows(tx, "obmen_stage_product_images", {"product_external_id", "position", "sha256"}, images);
-  analyze("obmen_stage_products", rows.size());
-  analyze("obmen_stage_product_images", images.size());
-  carried("products", "obmen_stage_products");
+  copy_lines(tx, "obmen_stage_products",
+             {"external_id", "version", "sku", "barcode", "code", "name", "full_name", "description", "unit",
+              "unit_code", "manufacturer", "vat_rate", "category_external_id", "attributes", "requisites",
+              "images_given", "active", "content_hash"},
+             staged, [](const prepared_product& x) { return std::array{with_hash(x.line, x.hash)}; });
+  const auto image_rows = copy_lines(tx, "obmen_stage_product_images", {"product_external_id", "position", "sha256"},
+                                     staged, [](const prepared_product& x) -> const auto& { return x.images; });
+  analyze("obmen_stage_products", staged.size());
+  analyze("obmen_stage_product_images", image_rows);
   const auto marked = marked_deleted("products", "obmen_stage_products");
+  // A hash is stored only for a row that resolved completely (its category known, its images
+  // stored): a row that produced a warning must be compared again next time.
+  tx.exec_params(R"sql(
+    UPDATE obmen_stage_products s SET content_hash = NULL
+     WHERE s.content_hash IS NOT NULL
+       AND ((s.category_external_id IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM portal.categories c
+                              WHERE c.source = $1 AND c.external_id = s.category_external_id))
+            OR EXISTS (SELECT 1 FROM obmen_stage_product_images i
+                        WHERE i.product_external_id = s.external_id
+                          AND NOT EXISTS (SELECT 1 FROM portal.images m WHERE m.sha256 = i.sha256))))sql",
+                 source);
 
   tx.exec_params(R"sql(
     WITH src AS (
       SELECT s.external_id, s.sku, s.name, s.full_name, s.description, c.id AS category_id, s.unit, s.unit_code,
-             s.barcode, s.code, s.manufacturer, s.vat_rate, s.attributes, s.requisites, s.version, s.active
+             s.barcode, s.code, s.manufacturer, s.vat_rate, s.attributes, s.requisites, s.version, s.active,
+             s.content_hash
         FROM obmen_stage_products s
         LEFT JOIN portal.categories c ON c.source = $1 AND c.external_id = s.category_external_id),
     up AS (
       INSERT INTO portal.products AS t (source, external_id, sku, name, full_name, description, category_id,
                                         unit, unit_code, barcode, code, manufacturer, vat_rate, attributes,
-                                        requisites, version, active)
+                                        requisites, version, active, content_hash)
       SELECT $1, external_id, sku, name, full_name, description, category_id, unit, unit_code, barcode, code,
-             manufacturer, vat_rate, attributes, requisites, version, active
+             manufacturer, vat_rate, attributes, requisites, version, active, content_hash
         FROM src
        WHERE NOT EXISTS (
          SELECT 1 FROM portal.products c WHERE c.source = $1 AND c.external_id = src.external_id
@@ -595,7 +869,7 @@ void catalog_writer::impl::put_products(const std::vector<product_row>& batch) {
             unit_code = excluded.unit_code, barcode = excluded.barcode, code = excluded.code,
             manufacturer = excluded.manufacturer, vat_rate = excluded.vat_rate,
             attributes = excluded.attributes, requisites = excluded.requisites, version = excluded.version,
-            active = excluded.active, updated_at = now()
+            active = excluded.active, content_hash = excluded.content_hash, updated_at = now()
         WHERE (t.sku, t.name, t.full_name, t.description, t.category_id, t.unit, t.unit_code, t.barcode,
                t.code, t.manufacturer, t.vat_rate, t.attributes, t.requisites, t.version, t.active)
               IS DISTINCT FROM
@@ -652,17 +926,32 @@ void catalog_writer::impl::put_products(const std::vector<product_row>& batch) {
         RETURNING p.id)
       INSERT INTO obmen_merged SELECT id, false FROM touched)sql");
   }
+  tx.exec_params(fix_hashes("products", "obmen_stage_products"), source);
   const auto [ins, upd] = merged_counts();
-  record("products", static_cast<std::int64_t>(rows.size()), ins, upd, marked, skipped);
+  record("products", static_cast<std::int64_t>(rows.size()), fresh_inserted + ins, upd, marked, skipped);
   grew("products", "source, external_id", ins);
 }
 
 // ── offers, prices, stock ──
 
+namespace {
+
+struct prepared_offer {
+  const offer_row* row;
+  std::string line;                                 // obmen_stage_offers without content_hash
+  std::vector<const price_row*> prices;             // the valid ones, as staged
+  std::vector<const stock_row*> stock;
+  std::vector<std::string> price_lines, stock_lines;  // obmen_stage_prices / obmen_stage_stock
+  std::optional<std::int64_t> hash;                 // nullopt: header-only, no name, or a warning
+};
+
+}  // namespace
+
+// The same three ways as products (see put_products). An offer's hash covers its prices and
+// stock as staged, so an unchanged offer skips those too; new offers get their ids from the
+// sequence up front, so their prices and stock are COPied straight into the portal as well.
 void catalog_writer::impl::put_offers(const std::vector<offer_row>& batch) {
-  std::vector<std::array<field, 13>> rows;
-  std::vector<std::array<field, 6>> prices;
-  std::vector<std::array<field, 3>> stock;
+  std::vector<prepared_offer> rows;
   std::int64_t skipped = 0, prices_bad = 0, stock_bad = 0;
   bool any_prices = false, any_stock = false;
   for (const auto* o : last_wins(batch, [](const offer_row& o) { return o.external_id; })) {
@@ -671,17 +960,25 @@ void catalog_writer::impl::put_offers(const std::vector<offer_row>& batch) {
       ++skipped;
       continue;
     }
+    // Only a complete offer with its own name and nothing to warn about gets a hash: header-only
+    // offers change only part of a row, a nameless one takes its product's name, and a warning
+    // must be given again next time.
+    bool hashable = !o->header_only && !o->name.empty();
     field quantity;
     if (o->quantity) {
-      if (is_decimal(*o->quantity))
+      if (is_decimal(*o->quantity)) {
         quantity = *o->quantity;
-      else
+      } else {
         warn("offer '" + o->external_id + "': quantity '" + *o->quantity + "' is not a number; left as it was");
+        hashable = false;
+      }
     }
-    rows.push_back({o->external_id, text(o->product_external_id), text(o->characteristic_id), text(o->version),
-                    o->name, text(o->sku), text(o->barcode), json_text(o->characteristics, "[]"),
-                    boolean(o->active), boolean(o->header_only), quantity, boolean(o->prices.has_value()),
-                    boolean(o->stock.has_value())});
+    copy_line line;
+    line.text(o->external_id).value(text(o->product_external_id)).value(text(o->characteristic_id))
+        .value(text(o->version)).text(o->name).value(text(o->sku)).value(text(o->barcode))
+        .value(json_text(o->characteristics, "[]")).value(boolean(o->active)).value(boolean(o->header_only))
+        .value(quantity).value(boolean(o->prices.has_value())).value(boolean(o->stock.has_value()));
+    prepared_offer x{o, line.str(), {}, {}, {}, {}, {}};
     if (o->prices) {
       any_prices = true;
       for (const auto* p : last_wins(*o->prices, [](const price_row& p) { return p.price_type_external_id; })) {
@@ -689,57 +986,214 @@ void catalog_writer::impl::put_offers(const std::vector<offer_row>& batch) {
           warn("offer '" + o->external_id + "': price '" + p->value + "' (coefficient '" + p->coefficient +
                "') for price type '" + p->price_type_external_id + "' is not a valid amount; price skipped");
           ++prices_bad;
+          hashable = false;
           continue;
         }
-        if (rounds_price(p->value))
+        if (rounds_price(p->value)) {
           warn("offer '" + o->external_id + "': price '" + p->value + "' for price type '" + p->price_type_external_id +
                "' has more than 4 decimal places; stored rounded");
-        prices.push_back({o->external_id, p->price_type_external_id, p->value, text(p->currency), text(p->unit),
-                          text(p->coefficient)});
+          hashable = false;
+        }
+        copy_line price;
+        price.text(o->external_id).text(p->price_type_external_id).text(p->value).value(text(p->currency))
+            .value(text(p->unit)).value(text(p->coefficient));
+        x.prices.push_back(p);
+        x.price_lines.push_back(price.str());
       }
     }
     if (o->stock) {
       any_stock = true;
-      for (const auto* s : last_wins(*o->stock, [](const stock_row& s) { return s.warehouse_external_id; })) {
-        if (!is_decimal(s->quantity)) {
-          warn("offer '" + o->external_id + "': quantity '" + s->quantity + "' at warehouse '" +
-               s->warehouse_external_id + "' is not a number; stock skipped");
+      for (const auto* st : last_wins(*o->stock, [](const stock_row& s) { return s.warehouse_external_id; })) {
+        if (!is_decimal(st->quantity)) {
+          warn("offer '" + o->external_id + "': quantity '" + st->quantity + "' at warehouse '" +
+               st->warehouse_external_id + "' is not a number; stock skipped");
           ++stock_bad;
+          hashable = false;
           continue;
         }
-        stock.push_back({o->external_id, s->warehouse_external_id, s->quantity});
+        copy_line stock;
+        stock.text(o->external_id).text(st->warehouse_external_id).text(st->quantity);
+        x.stock.push_back(st);
+        x.stock_lines.push_back(stock.str());
       }
     }
+    if (hashable) {
+      auto h = fnv1a(hash_start(), x.line);
+      for (const auto& l : x.price_lines) h = fnv1a(fnv1a(h, "\np "), l);
+      for (const auto& l : x.stock_lines) h = fnv1a(fnv1a(h, "\ns "), l);
+      x.hash = hash_value(h);
+    }
+    rows.push_back(std::move(x));
   }
   if (rows.empty() && skipped == 0) return;
+
+  std::vector<std::string_view> batch_ids;
+  batch_ids.reserve(rows.size());
+  for (const auto& x : rows) batch_ids.push_back(x.row->external_id);
+  const auto stored = rows.empty() ? stored_hashes{} : look_up("offers", text_array(batch_ids));
+
+  // Unchanged offers are done; new ones with a hash may take the fast path if their product,
+  // price types and warehouses are known — their product ids are read in one more statement.
+  entity_counts fast_offers, fast_prices, fast_stock;
+  std::vector<const prepared_offer*> candidates, staged;
+  for (const auto& x : rows) {
+    if (const auto it = stored.find(x.row->external_id); it != stored.end()) {
+      if (x.hash && it->second == x.hash) {
+        ++fast_offers.unchanged;
+        fast_prices.unchanged += static_cast<std::int64_t>(x.prices.size());
+        fast_stock.unchanged += static_cast<std::int64_t>(x.stock.size());
+      } else {
+        staged.push_back(&x);
+      }
+      continue;
+    }
+    (x.hash ? candidates : staged).push_back(&x);
+  }
+  std::vector<const prepared_offer*> fresh;
+  std::unordered_map<std::string, std::int64_t> product_ids;
+  if (!candidates.empty()) {
+    std::vector<std::string_view> products;
+    for (const auto* x : candidates)
+      if (!x->row->product_external_id.empty()) products.push_back(x->row->product_external_id);
+    if (!products.empty())
+      for (const auto& r : tx.exec_params(
+               "SELECT external_id, id FROM portal.products WHERE source = $1 AND external_id = ANY($2::text[])",
+               source, text_array(products)))
+        product_ids.emplace(r[0].as<std::string>(), r[1].as<std::int64_t>());
+    const auto& price_types = ids(price_type_ids, "price_types");
+    const auto& warehouses = ids(warehouse_ids, "warehouses");
+    for (const auto* x : candidates) {
+      bool resolved = x->row->product_external_id.empty() || product_ids.count(x->row->product_external_id) != 0;
+      for (const auto* p : x->prices) resolved = resolved && price_types.count(p->price_type_external_id) != 0;
+      for (const auto* st : x->stock) resolved = resolved && warehouses.count(st->warehouse_external_id) != 0;
+      (resolved ? fresh : staged).push_back(x);
+    }
+  }
+
+  if (!fresh.empty()) {
+    const auto& price_types = ids(price_type_ids, "price_types");
+    const auto& warehouses = ids(warehouse_ids, "warehouses");
+    std::vector<std::int64_t> offer_ids;
+    offer_ids.reserve(fresh.size());
+    for (const auto& r : tx.exec_params("SELECT nextval(pg_get_serial_sequence('portal.offers', 'id')) "
+                                        "FROM generate_series(1, $1)",
+                                        static_cast<std::int64_t>(fresh.size())))
+      offer_ids.push_back(r[0].as<std::int64_t>());
+    {
+      copy_in c{tx, "portal.offers",
+                {"id", "source", "external_id", "product_id", "product_external_id", "characteristic_id", "name", "sku",
+                 "barcode", "characteristics", "quantity", "version", "active", "content_hash"}};
+      for (std::size_t i = 0; i < fresh.size(); ++i) {
+        const auto& o = *fresh[i]->row;
+        copy_line line;
+        line.number(offer_ids[i]).text(source).text(o.external_id);
+        if (o.product_external_id.empty())
+          line.null();
+        else
+          line.number(product_ids.at(o.product_external_id));
+        field quantity;
+        if (o.quantity) quantity = *o.quantity;
+        line.value(text(o.product_external_id)).value(text(o.characteristic_id)).text(o.name).value(text(o.sku))
+            .value(text(o.barcode)).value(json_text(o.characteristics, "[]")).value(quantity).value(text(o.version))
+            .value(boolean(o.active)).number(fresh[i]->hash);
+        c.write(line);
+      }
+      c.complete();
+    }
+    fast_offers.inserted = static_cast<std::int64_t>(fresh.size());
+    std::size_t price_rows = 0, stock_rows = 0;
+    for (const auto* x : fresh) {
+      price_rows += x->prices.size();
+      stock_rows += x->stock.size();
+    }
+    if (price_rows != 0) {
+      copy_in c{tx, "portal.prices", {"offer_id", "price_type_id", "value", "currency", "unit", "coefficient"}};
+      for (std::size_t i = 0; i < fresh.size(); ++i)
+        for (const auto* p : fresh[i]->prices) {
+          copy_line line;
+          line.number(offer_ids[i]).number(price_types.at(p->price_type_external_id)).text(p->value)
+              .value(text(p->currency)).value(text(p->unit)).text(p->coefficient.empty() ? "1" : p->coefficient);
+          c.write(line);
+        }
+      c.complete();
+    }
+    if (stock_rows != 0) {
+      copy_in c{tx, "portal.stock", {"offer_id", "warehouse_id", "quantity"}};
+      for (std::size_t i = 0; i < fresh.size(); ++i)
+        for (const auto* st : fresh[i]->stock) {
+          copy_line line;
+          line.number(offer_ids[i]).number(warehouses.at(st->warehouse_external_id)).text(st->quantity);
+          c.write(line);
+        }
+      c.complete();
+    }
+    fast_prices.inserted = static_cast<std::int64_t>(price_rows);
+    fast_stock.inserted = static_cast<std::int64_t>(stock_rows);
+    grew("offers", "source, external_id, product_id", fast_offers.inserted);
+    grew("prices", "offer_id, price_type_id", fast_prices.inserted);
+    grew("stock", "offer_id, warehouse_id", fast_stock.inserted);
+  }
+  // The merge below adds its own counts; an entity the batch carried is listed even when all zero.
+  counts.by_entity["offers"] += fast_offers;
+  if (any_prices) counts.by_entity["prices"] += fast_prices;
+  if (any_stock) counts.by_entity["stock"] += fast_stock;
+  if (staged.empty()) {
+    if (skipped != 0) counts.by_entity["offers"].skipped += skipped;
+    return;
+  }
+
+  bool staged_prices = false, staged_stock = false;
+  for (const auto* x : staged) {
+    staged_prices = staged_prices || x->row->prices.has_value();
+    staged_stock = staged_stock || x->row->stock.has_value();
+  }
   reset({"obmen_stage_offers", "obmen_stage_prices", "obmen_stage_stock", "obmen_merged"});
-  copy_rows(tx, "obmen_stage_offers",
-            {"external_id", "product_external_id", "characteristic_id", "version", "name", "sku", "barcode",
-             "characteristics", "active", "header_only", "quantity", "prices_given", "stock_given"},
-            rows);
-  copy_rows(tx, "obmen_stage_prices",
-            {"offer_external_id", "price_type_external_id", "value", "currency", "unit", "coefficient"}, prices);
-  copy_rows(tx, "obmen_stage_stock", {"offer_external_id", "warehouse_external_id", "quantity"}, stock);
-  analyze("obmen_stage_offers", rows.size());
-  analyze("obmen_stage_prices", prices.size());
-  analyze("obmen_stage_stock", stock.size());
-  carried("offers", "obmen_stage_offers");
+  copy_lines(tx, "obmen_stage_offers",
+             {"external_id", "product_external_id", "characteristic_id", "version", "name", "sku", "barcode",
+              "characteristics", "active", "header_only", "quantity", "prices_given", "stock_given", "content_hash"},
+             staged, [](const prepared_offer& x) { return std::array{with_hash(x.line, x.hash)}; });
+  const auto price_rows =
+      copy_lines(tx, "obmen_stage_prices",
+                 {"offer_external_id", "price_type_external_id", "value", "currency", "unit", "coefficient"}, staged,
+                 [](const prepared_offer& x) -> const auto& { return x.price_lines; });
+  const auto stock_rows = copy_lines(tx, "obmen_stage_stock", {"offer_external_id", "warehouse_external_id", "quantity"},
+                                     staged, [](const prepared_offer& x) -> const auto& { return x.stock_lines; });
+  analyze("obmen_stage_offers", staged.size());
+  analyze("obmen_stage_prices", price_rows);
+  analyze("obmen_stage_stock", stock_rows);
   const auto marked = marked_deleted("offers", "obmen_stage_offers", " AND NOT s.header_only");
+  // A hash is stored only for an offer that resolved completely (its product, price types and
+  // warehouses known): one that produced a warning is compared again next time.
+  tx.exec_params(R"sql(
+    UPDATE obmen_stage_offers s SET content_hash = NULL
+     WHERE s.content_hash IS NOT NULL
+       AND ((s.product_external_id IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM portal.products p
+                              WHERE p.source = $1 AND p.external_id = s.product_external_id))
+            OR EXISTS (SELECT 1 FROM obmen_stage_prices sp
+                        WHERE sp.offer_external_id = s.external_id
+                          AND NOT EXISTS (SELECT 1 FROM portal.price_types pt
+                                           WHERE pt.source = $1 AND pt.external_id = sp.price_type_external_id))
+            OR EXISTS (SELECT 1 FROM obmen_stage_stock ss
+                        WHERE ss.offer_external_id = s.external_id
+                          AND NOT EXISTS (SELECT 1 FROM portal.warehouses w
+                                           WHERE w.source = $1 AND w.external_id = ss.warehouse_external_id))))sql",
+                 source);
 
   // Complete offers: upsert everything they carry. A quantity the element did not carry is kept.
   tx.exec_params(R"sql(
     WITH src AS (
       SELECT s.external_id, p.id AS product_id, s.product_external_id, s.characteristic_id,
              coalesce(nullif(s.name, ''), p.name, s.external_id) AS name, s.sku, s.barcode, s.characteristics,
-             s.quantity, s.version, s.active
+             s.quantity, s.version, s.active, s.content_hash
         FROM obmen_stage_offers s
         LEFT JOIN portal.products p ON p.source = $1 AND p.external_id = s.product_external_id
        WHERE NOT s.header_only),
     up AS (
       INSERT INTO portal.offers AS t (source, external_id, product_id, product_external_id, characteristic_id,
-                                      name, sku, barcode, characteristics, quantity, version, active)
+                                      name, sku, barcode, characteristics, quantity, version, active, content_hash)
       SELECT $1, external_id, product_id, product_external_id, characteristic_id, name, sku, barcode,
-             characteristics, quantity, version, active
+             characteristics, quantity, version, active, content_hash
         FROM src
        WHERE NOT EXISTS (
          SELECT 1 FROM portal.offers c WHERE c.source = $1 AND c.external_id = src.external_id
@@ -753,7 +1207,7 @@ void catalog_writer::impl::put_offers(const std::vector<offer_row>& batch) {
             characteristic_id = excluded.characteristic_id, name = excluded.name, sku = excluded.sku,
             barcode = excluded.barcode, characteristics = excluded.characteristics,
             quantity = coalesce(excluded.quantity, t.quantity), version = excluded.version,
-            active = excluded.active, updated_at = now()
+            active = excluded.active, content_hash = excluded.content_hash, updated_at = now()
         WHERE (t.product_id, t.product_external_id, t.characteristic_id, t.name, t.sku, t.barcode,
                t.characteristics, t.quantity, t.version, t.active)
               IS DISTINCT FROM
@@ -817,11 +1271,12 @@ void catalog_writer::impl::put_offers(const std::vector<offer_row>& batch) {
     ++unknown;
   }
   const auto [ins, upd] = merged_counts();
-  record("offers", static_cast<std::int64_t>(rows.size()) - unknown, ins, upd, marked, skipped + unknown);
+  record("offers", static_cast<std::int64_t>(staged.size()) - unknown, ins, upd, marked, skipped + unknown);
   grew("offers", "source, external_id, product_id", ins);
 
-  if (any_prices) merge_prices(prices_bad);
-  if (any_stock) merge_stock(stock_bad);
+  if (staged_prices) merge_prices(prices_bad);
+  if (staged_stock) merge_stock(stock_bad);
+  tx.exec_params(fix_hashes("offers", "obmen_stage_offers"), source);
 }
 
 void catalog_writer::impl::merge_prices(std::int64_t skipped_by_value) {
@@ -852,7 +1307,8 @@ void catalog_writer::impl::merge_prices(std::int64_t skipped_by_value) {
             coefficient = excluded.coefficient, active = true, updated_at = now()
         WHERE (t.value, t.currency, t.unit, t.coefficient, t.active)
               IS DISTINCT FROM (excluded.value, excluded.currency, excluded.unit, excluded.coefficient, true)
-      RETURNING (t.xmax = 0) AS inserted)
+      RETURNING t.offer_id, (t.xmax = 0) AS inserted),
+    touched AS (INSERT INTO obmen_merged SELECT DISTINCT offer_id, false FROM up ON CONFLICT DO NOTHING)
     SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM obmen_stage_prices),
            count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
       FROM up)sql",
@@ -868,7 +1324,8 @@ void catalog_writer::impl::merge_prices(std::int64_t skipped_by_value) {
          AND NOT EXISTS (SELECT 1 FROM obmen_stage_prices sp
                            JOIN portal.price_types pt ON pt.source = $1 AND pt.external_id = sp.price_type_external_id
                           WHERE sp.offer_external_id = so.external_id AND pt.id = p.price_type_id)
-      RETURNING 1)
+      RETURNING p.offer_id),
+    touched AS (INSERT INTO obmen_merged SELECT DISTINCT offer_id, false FROM d ON CONFLICT DO NOTHING)
     SELECT count(*) FROM d)sql",
                                                    source));
   entity_counts c;
@@ -905,7 +1362,8 @@ void catalog_writer::impl::merge_stock(std::int64_t skipped_by_value) {
       ON CONFLICT (offer_id, warehouse_id) DO UPDATE
         SET quantity = excluded.quantity, updated_at = now()
         WHERE t.quantity IS DISTINCT FROM excluded.quantity
-      RETURNING (t.xmax = 0) AS inserted)
+      RETURNING t.offer_id, (t.xmax = 0) AS inserted),
+    touched AS (INSERT INTO obmen_merged SELECT DISTINCT offer_id, false FROM up ON CONFLICT DO NOTHING)
     SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM obmen_stage_stock),
            count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
       FROM up)sql",
@@ -921,7 +1379,8 @@ void catalog_writer::impl::merge_stock(std::int64_t skipped_by_value) {
          AND NOT EXISTS (SELECT 1 FROM obmen_stage_stock ss
                            JOIN portal.warehouses w ON w.source = $1 AND w.external_id = ss.warehouse_external_id
                           WHERE ss.offer_external_id = so.external_id AND w.id = st.warehouse_id)
-      RETURNING 1)
+      RETURNING st.offer_id),
+    touched AS (INSERT INTO obmen_merged SELECT DISTINCT offer_id, false FROM z ON CONFLICT DO NOTHING)
     SELECT count(*) FROM z)sql",
                                               source));
   entity_counts c;
@@ -1006,8 +1465,8 @@ import_counts deactivate_unseen(pqxx::work& tx, const std::string& source, std::
       continue;
     }
     const auto n = count_of(tx.exec_params(
-        std::string("WITH d AS (UPDATE portal.") + entity +
-            " t SET active = false, updated_at = now() WHERE t.source = $1 AND t.active AND NOT EXISTS ("
+        std::string("WITH d AS (UPDATE portal.") + entity + " t SET active = false, updated_at = now()" +
+            clears_hash(entity) + " WHERE t.source = $1 AND t.active AND NOT EXISTS ("
             "SELECT 1 FROM obmen.exchange_seen s WHERE s.session_id = $2 AND s.entity = $3 "
             "AND s.external_id = t.external_id) RETURNING 1) SELECT count(*) FROM d",
         source, exchange_session_id, std::string(entity)));

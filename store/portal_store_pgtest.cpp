@@ -611,3 +611,236 @@ TEST_CASE("text with COPY's special characters round-trips; duplicates in a batc
   CHECK(row[1].as<std::string>() == "\\.");
   CHECK(row[2].as<std::string>() == nasty);
 }
+
+// ─── content hashes: unchanged rows are skipped before staging ──────────────────────────────
+
+namespace {
+
+// Rows a package left in the staging tables of its own transaction: none when every row was
+// skipped by its content hash (or taken by the fast path for new rows).
+std::int64_t staged_rows(pqxx::work& tx) {
+  return tx.exec1("SELECT (SELECT count(*) FROM obmen_stage_products) + (SELECT count(*) FROM obmen_stage_offers) + "
+                  "(SELECT count(*) FROM obmen_stage_prices) + (SELECT count(*) FROM obmen_stage_stock)")[0]
+      .as<std::int64_t>();
+}
+
+store::offer_row red_offer(const std::string& retail) {
+  auto o1 = offer("p1#red", "p1", "Футболка (красная)");
+  o1.characteristics = nlohmann::json::array({{{"name", "Цвет"}, {"value", "красный"}}});
+  o1.prices = std::vector<store::price_row>{price("pt-retail", retail), price("pt-opt", "0.1")};
+  o1.stock = std::vector<store::stock_row>{{"wh-msk", "10"}, {"wh-spb", "2.5"}};
+  o1.quantity = "12.5";
+  return o1;
+}
+
+}  // namespace
+
+TEST_CASE("content hash: an unchanged package stages nothing; a changed price alone is written") {
+  fixture f;
+  f.apply(catalog);
+  CHECK(f.one("SELECT count(*) FROM portal.products WHERE content_hash IS NULL") == "0");
+  CHECK(f.one("SELECT count(*) FROM portal.offers WHERE content_hash IS NULL") == "0");
+  {
+    pqxx::work tx(*f.conn);
+    store::catalog_writer w(tx, "onec", std::nullopt);
+    w.put_products({product("p1", "Футболка", "g2"), product("p2", "Брюки", "g3")});
+    w.put_offers({red_offer("1234.5678")});
+    CHECK(staged_rows(tx) == 0);
+    CHECK(w.counts().by_entity.at("products") == counts(0, 0, 2));
+    CHECK(w.counts().by_entity.at("offers") == counts(0, 0, 1));
+    CHECK(w.counts().by_entity.at("prices") == counts(0, 0, 2));
+    CHECK(w.counts().by_entity.at("stock") == counts(0, 0, 2));
+    CHECK(rows_touched(tx) == 0);
+  }
+  const auto hash_before = f.one("SELECT content_hash FROM portal.offers WHERE external_id = 'p1#red'");
+  const auto offer_updated = f.one("SELECT updated_at::text FROM portal.offers WHERE external_id = 'p1#red'");
+  // Only the retail price differs: the offer row stays as it was, the price is written, and the
+  // offer stores the new hash (so the same package again is skipped).
+  const auto changed = f.apply([](store::catalog_writer& w) { w.put_offers({red_offer("1300")}); });
+  CHECK(changed.counts.by_entity.at("offers") == counts(0, 0, 1));
+  CHECK(changed.counts.by_entity.at("prices") == counts(0, 1, 1));
+  CHECK(changed.counts.by_entity.at("stock") == counts(0, 0, 2));
+  CHECK(changed.written == 2);  // the price, and the offer's hash
+  CHECK(f.one("SELECT p.value::text FROM portal.prices p JOIN portal.offers o ON o.id = p.offer_id "
+              "JOIN portal.price_types t ON t.id = p.price_type_id WHERE o.external_id = 'p1#red' AND t.code = 'retail'") ==
+        "1300.0000");
+  CHECK(f.one("SELECT updated_at::text FROM portal.offers WHERE external_id = 'p1#red'") == offer_updated);
+  CHECK(f.one("SELECT content_hash FROM portal.offers WHERE external_id = 'p1#red'") != hash_before);
+  const auto again = f.apply([](store::catalog_writer& w) { w.put_offers({red_offer("1300")}); });
+  CHECK(again.written == 0);
+  CHECK(again.counts.by_entity.at("prices") == counts(0, 0, 2));
+  // And back: the first price is written again, the hash is the first one again.
+  const auto back = f.apply([](store::catalog_writer& w) { w.put_offers({red_offer("1234.5678")}); });
+  CHECK(back.counts.by_entity.at("prices") == counts(0, 1, 1));
+  CHECK(f.one("SELECT content_hash FROM portal.offers WHERE external_id = 'p1#red'") == hash_before);
+}
+
+TEST_CASE("content hash: what the mapping produced is part of it, so a mapping change re-applies") {
+  fixture f;
+  f.apply(catalog);
+  // The same source data, but the rules now name the property differently and ignore the
+  // wholesale price type: the writer sees other attribute names and fewer prices.
+  const auto r = f.apply([](store::catalog_writer& w) {
+    auto p1 = product("p1", "Футболка", "g2");
+    p1.attributes = {{"Colour", "красный"}, {"Размер", {"S", "M"}}};
+    w.put_products({p1, product("p2", "Брюки", "g3")});
+    auto o1 = red_offer("1234.5678");
+    o1.prices->pop_back();
+    w.put_offers({o1});
+  });
+  CHECK(r.counts.by_entity.at("products") == counts(0, 1, 1));
+  CHECK(r.counts.by_entity.at("prices") == counts(0, 0, 1, 1));
+  CHECK(f.one("SELECT attributes->>'Colour' FROM portal.products WHERE external_id = 'p1'") == "красный");
+  CHECK(f.one("SELECT count(*) FROM portal.prices WHERE active") == "2");
+}
+
+TEST_CASE("content hash: deactivation sees skipped rows as carried, and what it switched off comes back") {
+  fixture f;
+  f.apply(catalog);
+  // p1 and its offer are unchanged (skipped by hash) yet carried: only p2 goes.
+  const auto full = f.apply([](store::catalog_writer& w) {
+    w.put_products({product("p1", "Футболка", "g2")});
+    w.finish_products(true);
+    w.put_offers({red_offer("1234.5678")});
+    w.finish_offers(true);
+  });
+  CHECK(full.counts.by_entity.at("products") == counts(0, 0, 1, 1));
+  CHECK(full.counts.by_entity.at("offers") == counts(0, 0, 1, 1));
+  CHECK(f.column("SELECT external_id FROM portal.products WHERE active") == std::vector<std::string>{"p1"});
+  CHECK(f.column("SELECT external_id FROM portal.offers WHERE active") == std::vector<std::string>{"p1#red"});
+  CHECK(f.one("SELECT content_hash FROM portal.products WHERE external_id = 'p2'") == "NULL");
+  // The same p2 as before, unchanged in the source: it must be switched on again, not skipped.
+  const auto back = f.apply(catalog);
+  CHECK(back.counts.by_entity.at("products") == counts(0, 1, 1));
+  CHECK(back.counts.by_entity.at("offers") == counts(0, 1, 1));
+  CHECK(f.one("SELECT count(*) FROM portal.products WHERE active") == "2");
+  CHECK(f.one("SELECT count(*) FROM portal.offers WHERE active") == "2");
+
+  // deactivate_unseen: a session whose rows were all skipped still recorded them as seen.
+  const auto session = f.new_session();
+  f.apply([](store::catalog_writer& w) { w.put_products({product("p1", "Футболка", "g2")}); }, session);
+  f.apply([](store::catalog_writer& w) { w.put_offers({red_offer("1234.5678")}); }, session);
+  CHECK(f.one("SELECT count(*) FROM obmen.exchange_seen WHERE session_id = " + std::to_string(session)) == "2");
+  pqxx::work tx(*f.conn);
+  const auto r = store::deactivate_unseen(tx, "onec", session);
+  tx.commit();
+  CHECK(r.by_entity.at("products") == counts(0, 0, 0, 1));
+  CHECK(r.by_entity.at("offers") == counts(0, 0, 0, 1));
+  CHECK(f.one("SELECT content_hash FROM portal.offers WHERE external_id = 'p2'") == "NULL");
+  CHECK(f.apply(catalog).counts.by_entity.at("offers") == counts(0, 1, 1));
+}
+
+TEST_CASE("content hash: header-only packages and warnings leave no hash behind") {
+  fixture f;
+  f.apply(catalog);
+  // A prices file changes p1#red's retail price; the full offers file with the old price must
+  // then put it back rather than skip the offer as unchanged.
+  f.apply([](store::catalog_writer& w) {
+    auto known = offer("p1#red", "p1", "");
+    known.header_only = true;
+    known.prices = std::vector<store::price_row>{price("pt-retail", "1500"), price("pt-opt", "0.1")};
+    w.put_offers({known});
+  });
+  CHECK(f.one("SELECT content_hash FROM portal.offers WHERE external_id = 'p1#red'") == "NULL");
+  const auto r = f.apply(catalog);
+  CHECK(r.counts.by_entity.at("prices") == counts(0, 1, 2));
+  CHECK(f.one("SELECT p.value::text FROM portal.prices p JOIN portal.offers o ON o.id = p.offer_id "
+              "JOIN portal.price_types t ON t.id = p.price_type_id WHERE o.external_id = 'p1#red' AND t.code = 'retail'") ==
+        "1234.5678");
+
+  // A row that warns is compared in full every time, so the warning is given every time.
+  for (int round = 0; round < 2; ++round) {
+    const auto w = f.apply([](store::catalog_writer& w) {
+      w.put_products({product("p9", "Носки", "g-none")});
+      auto o = offer("p9", "p9", "Носки");
+      o.prices = std::vector<store::price_row>{price("pt-none", "1")};
+      w.put_offers({o});
+    });
+    CHECK(w.counts.warnings == std::vector<std::string>{"product 'p9': category 'g-none' is not known",
+                                                        "offer 'p9': price type 'pt-none' is not declared; price skipped"});
+    CHECK(w.counts.by_entity.at("products") == (round == 0 ? counts(1, 0, 0) : counts(0, 0, 1)));
+  }
+  CHECK(f.one("SELECT content_hash FROM portal.products WHERE external_id = 'p9'") == "NULL");
+  CHECK(f.one("SELECT content_hash FROM portal.offers WHERE external_id = 'p9'") == "NULL");
+  // Once the category exists, the product resolves: linked, and its hash is stored.
+  f.apply([](store::catalog_writer& w) {
+    w.put_categories({category("g-none", "", "Носки")});
+    w.put_products({product("p9", "Носки", "g-none")});
+  });
+  CHECK(f.one("SELECT content_hash IS NOT NULL AND category_id IS NOT NULL FROM portal.products WHERE external_id = 'p9'") ==
+        "t");
+}
+
+TEST_CASE("content hash: a row stored without one (before migration 0006) gets it, unchanged and untouched") {
+  fixture f;
+  f.apply(catalog);
+  const auto updated = f.one("SELECT string_agg(updated_at::text, ',' ORDER BY id) FROM portal.offers");
+  {
+    pqxx::work tx(*f.conn);
+    tx.exec("UPDATE portal.products SET content_hash = NULL");
+    tx.exec("UPDATE portal.offers SET content_hash = NULL");
+    tx.commit();
+  }
+  const auto r = f.apply(catalog);
+  CHECK(!r.counts.changed());
+  CHECK(r.counts.by_entity.at("products") == counts(0, 0, 2));
+  CHECK(r.counts.by_entity.at("offers") == counts(0, 0, 2));
+  CHECK(r.counts.by_entity.at("prices") == counts(0, 0, 3));
+  CHECK(f.one("SELECT count(*) FROM portal.offers WHERE content_hash IS NULL") == "0");
+  CHECK(f.one("SELECT count(*) FROM portal.products WHERE content_hash IS NULL") == "0");
+  CHECK(f.one("SELECT string_agg(updated_at::text, ',' ORDER BY id) FROM portal.offers") == updated);
+  CHECK(f.apply(catalog).written == 0);
+}
+
+TEST_CASE("new rows COPied straight into the portal equal what the merge stores") {
+  fixture f;
+  // Source "a": everything new (the fast path). Source "b": the same rows over different ones
+  // (the merge). The stored rows must be the same, field by field.
+  f.apply([](store::catalog_writer& w) {
+    w.put_categories({category("g2", "", "Футболки")});
+    w.put_products({product("p1", "Old", "g2")});
+    w.put_price_types(price_types());
+    w.put_warehouses(warehouses());
+    w.put_offers({offer("p1#red", "p1", "Old")});
+  }, {}, "b");
+  const auto load = [](store::catalog_writer& w) {
+    w.put_categories({category("g2", "", "Футболки")});
+    auto p = product("p1", "Футболка", "g2");
+    p.description = "tab\there \\N";
+    p.barcode = "4600000000001";
+    w.put_products({p});
+    w.put_price_types(price_types());
+    w.put_warehouses(warehouses());
+    auto o = red_offer("1234.5678");
+    o.prices->back().coefficient = "10";
+    o.version = "v7";
+    w.put_offers({o});
+  };
+  {
+    pqxx::work tx(*f.conn);
+    store::catalog_writer w(tx, "a", std::nullopt);
+    load(w);
+    CHECK(staged_rows(tx) == 0);  // all new: nothing went through the staging tables
+    tx.commit();
+  }
+  f.apply(load, {}, "b");
+  const auto rows = [&](const std::string& source) {
+    return f.column(
+        "SELECT concat_ws('|', p.sku, p.name, p.full_name, p.description, c.external_id, p.unit, p.unit_code, p.barcode, "
+        "p.code, p.manufacturer, p.vat_rate, p.attributes::text, p.requisites::text, p.version, p.active, "
+        "p.content_hash) FROM portal.products p LEFT JOIN portal.categories c ON c.id = p.category_id "
+        "WHERE p.source = '" + source + "' UNION ALL "
+        "SELECT concat_ws('|', o.external_id, op.external_id, o.product_external_id, o.characteristic_id, o.name, o.sku, "
+        "o.barcode, o.characteristics::text, o.quantity, o.version, o.active, o.content_hash) FROM portal.offers o "
+        "LEFT JOIN portal.products op ON op.id = o.product_id WHERE o.source = '" + source + "' UNION ALL "
+        "(SELECT concat_ws('|', t.external_id, pr.value, pr.currency, pr.unit, pr.coefficient, pr.active) "
+        "FROM portal.prices pr JOIN portal.price_types t ON t.id = pr.price_type_id JOIN portal.offers o ON o.id = pr.offer_id "
+        "WHERE o.source = '" + source + "' ORDER BY 1) UNION ALL "
+        "(SELECT concat_ws('|', w.external_id, s.quantity, s.reserved) FROM portal.stock s "
+        "JOIN portal.warehouses w ON w.id = s.warehouse_id JOIN portal.offers o ON o.id = s.offer_id "
+        "WHERE o.source = '" + source + "' ORDER BY 1)");
+  };
+  const auto a = rows("a");
+  CHECK(a.size() == 6);
+  CHECK(a == rows("b"));
+}
