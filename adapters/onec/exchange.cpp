@@ -127,6 +127,15 @@ void fsync_path(const fs::path& p, bool directory) {
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
+// What 1C is told when a request's database work threw: a lost connection (PostgreSQL restarted,
+// the pool's connection cut) as such — 1C runs the exchange again later —, anything else as thrown.
+// Never an HTTP 500 or a dropped connection: 1C shows the protocol's failure reason to its user.
+std::string failure_reason(const std::exception& e) {
+  if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr)
+    return std::string("the database is unavailable (") + e.what() + "); run the exchange again later";
+  return std::string("database error: ") + e.what();
+}
+
 // True when the file's last non-blank bytes close КоммерческаяИнформация (UTF-8 or windows-1251).
 bool ends_with_root_close(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
@@ -298,7 +307,13 @@ net::awaitable<std::optional<exchange::session>> exchange::find_session(const ht
     out.s = session{id, root / std::to_string(id), r[0][3].as<std::int64_t>(), session_type};
     return out;
   };
-  found f = co_await db_.run(work_0);
+  found f;
+  try {
+    f = co_await db_.run(work_0);
+  } catch (const std::exception& e) {
+    f.why = failure_reason(e);
+    spdlog::error("1c[{}] {}: session lookup failed: {}", source, req.remote, e.what());
+  }
   why = std::move(f.why);
   co_return f.s;
 }
@@ -368,7 +383,19 @@ net::awaitable<http::upload_decision> exchange::prepare_upload(http::request req
     const auto status = r[0][1].as<std::string>();
     return status == "uploading" ? r[0][0].as<std::int64_t>() : 0;
   };
-  const auto acked = co_await db_.run(work_2);
+  std::int64_t acked = 0;
+  std::string lookup_failed;
+  try {
+    acked = co_await db_.run(work_2);
+  } catch (const std::exception& e) {
+    lookup_failed = failure_reason(e);
+  }
+  if (!lookup_failed.empty()) {
+    spdlog::error("1c[{}] session {}: upload of '{}' refused: {}", cfg_.name, sid, rel, lookup_failed);
+    d.answer = answer("failure\n" + lookup_failed);
+    count_request(cfg_.name, req, d.answer);
+    co_return d;
+  }
   const std::uint64_t offset = static_cast<std::uint64_t>(acked);
   const std::uint64_t file_left = cfg_.max_file_bytes > offset ? cfg_.max_file_bytes - offset : 0;
   const std::uint64_t session_used = static_cast<std::uint64_t>(s->bytes_received);
@@ -560,7 +587,17 @@ net::awaitable<http::response> exchange::checkauth(const http::request& req) {
     tx.commit();
     return r[0][0].as<std::int64_t>();
   };
-  const auto id = co_await db_.run(work_4);
+  std::int64_t id = 0;
+  std::string open_failed;
+  try {
+    id = co_await db_.run(work_4);
+  } catch (const std::exception& e) {
+    open_failed = failure_reason(e);
+  }
+  if (!open_failed.empty()) {
+    spdlog::error("1c[{}] {}: checkauth could not open a session: {}", cfg_.name, remote, open_failed);
+    co_return answer("failure\n" + open_failed);
+  }
   spdlog::info("1c[{}] session {}: checkauth from {}", cfg_.name, id, remote);
   metrics::default_registry().add("obmen_onec_sessions_total", {{"source", source}, {"type", type == "sale" ? "sale" : "catalog"}});
   // Bitrix prints the timestamp line for the catalog only; old 1C reads the first three lines.

@@ -22,12 +22,15 @@ with deadlines are the events.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import random
+import re
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,7 +39,9 @@ E2E = HERE.parent / "e2e"
 if str(E2E) not in sys.path:
     sys.path.insert(0, str(E2E))
 
-from harness import EVENT_TIMEOUT, START_TIMEOUT, TIMEOUT_SCALE, Daemon, Harness  # noqa: E402
+import cml  # noqa: E402
+from harness import EVENT_TIMEOUT, TIMEOUT_SCALE, Daemon, Harness  # noqa: E402
+from onec_client import OneCClient  # noqa: E402
 
 SOURCE = "onec"
 
@@ -46,10 +51,12 @@ def rounds(default: int = 100) -> int:
     return max(1, int(os.environ.get("OBMEN_CRASH_ROUNDS", str(default))))
 
 
+_SEED = int(os.environ.get("OBMEN_CRASH_SEED") or random.SystemRandom().randrange(1, 2**31))
+
+
 def make_rng(suite: str) -> tuple[random.Random, int]:
-    """A seeded generator: OBMEN_CRASH_SEED replays a run (the report prints the seed used)."""
-    seed = int(os.environ.get("OBMEN_CRASH_SEED") or random.SystemRandom().randrange(1, 2**31))
-    return random.Random(f"{suite}:{seed}"), seed
+    """A seeded generator per suite: OBMEN_CRASH_SEED replays a run (the report prints the seed)."""
+    return random.Random(f"{suite}:{_SEED}"), _SEED
 
 
 # ------------------------------------------------------------------------------------ harness
@@ -90,23 +97,33 @@ class FaultHarness(Harness):
 
     # -- the database, seen from outside
 
-    def backends(self) -> int:
-        """Client sessions on the test database other than this query's own."""
-        return self.count(f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{self.db_name}' "
-                          f"AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
+    def backend_pids(self) -> list[int]:
+        """Client sessions on the test database (asked through the admin database, which stays
+        reachable while the test database refuses connections)."""
+        rows = self.psql(f"SELECT pid FROM pg_stat_activity WHERE datname = '{self.db_name}' "
+                         f"AND backend_type = 'client backend'", url=self.admin_url)
+        return [int(r[0]) for r in rows]
 
-    def wait_backends_gone(self, timeout: float = 60.0 * TIMEOUT_SCALE) -> None:
-        """After SIGKILL the server ends each session of the dead process when it next reads from
-        or writes to its socket — a statement still running finishes first (and a COMMIT already
-        sent still commits). Until they are gone the portal may still change; after, it cannot."""
-        poll(lambda: self.backends() == 0, timeout, "the killed obmend's database sessions to end")
+    def wait_backends_gone(self, pids: list[int] | None = None, timeout: float = 60.0 * TIMEOUT_SCALE) -> None:
+        """Until the given sessions (default: all of the test database) have ended. After SIGKILL
+        the server ends each session of the dead process when it next reads from or writes to its
+        socket — a statement still running finishes first (and a COMMIT already sent still
+        commits). Until they are gone the portal may still change; after, it cannot."""
+        if pids is None:
+            poll(lambda: not self.backend_pids(), timeout, "the killed obmend's database sessions to end")
+        else:
+            poll(lambda: not set(pids) & set(self.backend_pids()), timeout, "the terminated sessions to end")
 
-    def terminate_backends(self) -> int:
-        """pg_terminate_backend on every other session of the test database — what a PostgreSQL
-        restart does to obmend's connections, without disturbing other databases on the cluster."""
-        rows = self.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{self.db_name}' "
-                         f"AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
-        return len(rows)
+    def terminate_backends(self) -> list[int]:
+        """pg_terminate_backend on every session of the test database — what a PostgreSQL restart
+        does to obmend's connections, without disturbing other databases on the cluster. Returns
+        the pids signalled."""
+        # The sessions are chosen first (a materialized CTE) and only those are signalled: in a
+        # WHERE clause pg_terminate_backend could be evaluated before the datname test.
+        rows = self.psql(f"WITH chosen AS MATERIALIZED (SELECT pid FROM pg_stat_activity WHERE datname = '{self.db_name}' "
+                         f"AND backend_type = 'client backend' AND pid <> pg_backend_pid()) "
+                         f"SELECT pid, pg_terminate_backend(pid) FROM chosen", url=self.admin_url)
+        return [int(r[0]) for r in rows]
 
     def block_connections(self, blocked: bool) -> None:
         """ALLOW_CONNECTIONS false/true on the test database (run from the admin database): while
@@ -169,7 +186,15 @@ def catalog_state(h: Harness, source: str = SOURCE) -> dict:
       SELECT 'stock', o.external_id, w.external_id, json_build_array(st.quantity::text)::text
         FROM portal.stock st JOIN portal.offers o ON o.id = st.offer_id
         JOIN portal.warehouses w ON w.id = st.warehouse_id WHERE o.source = {s}""")
-    return {f"{r['kind']}|{r['k1']}|{r['k2']}": r["v"] for r in rows}
+    state: dict = {}
+    for r in rows:
+        key = f"{r['kind']}|{r['k1']}|{r['k2']}"
+        n = 1
+        while key in state:           # a doubled row must not hide behind its twin
+            n += 1
+            key = f"{r['kind']}|{r['k1']}|{r['k2']}|dup{n}"
+        state[key] = r["v"]
+    return state
 
 
 def digest(state: dict) -> str:
@@ -188,10 +213,116 @@ def state_diff(got: dict, want: dict, limit: int = 6) -> str:
     return "\n".join(out)
 
 
+# ----------------------------------------------------------------------------- catalog packages
+
+IMPORT = cml.DOBROMYSLOV + "/data__import0_1.xml"
+OFFERS = cml.DOBROMYSLOV + "/data__offers0_1.xml"
+
+OFFER_OPEN = "<Предложение>"
+NAME = re.compile(r"<Наименование>([^<]*)</Наименование>")
+
+
+def _rename_first(block: str, suffix: str) -> str:
+    return NAME.sub(lambda m: f"<Наименование>{m.group(1)}{suffix}</Наименование>", block, count=1)
+
+
+def package(v: int) -> list[tuple[str, bytes]]:
+    """Package number v: the sample pair with names, prices and stock changed by v, so every
+    package leaves a portal different from the one before; every third one lacks a product."""
+    suffix = f" · r{v}"
+    head, blocks, rest = cml.split_products(cml.sample_bytes(IMPORT).decode("utf-8-sig"))
+    blocks = [_rename_first(b, suffix) for b in blocks]
+    if v % 3 == 0:
+        blocks = blocks[:-1]
+    imp = head + "".join(blocks) + rest
+
+    offers = cml.sample_bytes(OFFERS).decode("utf-8-sig")
+    parts = offers.split(OFFER_OPEN)
+    parts = [parts[0]] + [_rename_first(p, suffix) for p in parts[1:]]
+    offers = OFFER_OPEN.join(parts)
+    offers = re.sub(r"<ЦенаЗаЕдиницу>([\d.,]+)</ЦенаЗаЕдиницу>",
+                    lambda m: f"<ЦенаЗаЕдиницу>{cml.dec(m.group(1)) + v}</ЦенаЗаЕдиницу>", offers)
+    offers = re.sub(r'КоличествоНаСкладе="([\d.,]+)"',
+                    lambda m: f'КоличествоНаСкладе="{cml.dec(m.group(1)) + v}"', offers)
+    offers = re.sub(r"<Количество>([\d.,]+)</Количество>",
+                    lambda m: f"<Количество>{cml.dec(m.group(1)) + 3 * v}</Количество>", offers)
+    bom = "\ufeff"
+    return [("import0_1.xml", (bom + imp).encode("utf-8")), ("offers0_1.xml", (bom + offers).encode("utf-8"))]
+
+
+class RecordingClient(OneCClient):
+    """OneCClient that keeps the body of the request being answered (pending_body), so the
+    on_answer hook knows the bytes of each acknowledged chunk."""
+
+    pending_body: bytes | None = None
+
+    def send(self, step, method, target, *, body=None, **kw):
+        self.pending_body = body
+        return super().send(step, method, target, body=body, **kw)
+
+
+def filename_of(target: str) -> str:
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(target).query).get("filename", [""])[0]
+
+
+def run_package(d: Daemon, h: Harness, files, use_zip) -> tuple[list[tuple[str, dict]], dict]:
+    """The package through obmend d on h's database, cleanly, the way 1C sends it: the states
+    [(step, catalog_state)] from before the package to after deactivate, and timings (the whole
+    exchange, each file's import). States are [] when the exchange failed (timing has "failed")."""
+    states = [("before", catalog_state(h))]
+    timing: dict = {"import_started": {}, "import": {}}
+
+    def hook(a):
+        if a.step == "import":
+            name = filename_of(a.target)
+            timing["import_started"].setdefault(name, time.monotonic())
+            if a.status != "progress":
+                timing["import"][name] = time.monotonic() - timing["import_started"][name]
+                states.append((f"after {name}", catalog_state(h)))
+        elif a.step == "deactivate" and a.ok:
+            states.append(("after deactivate", catalog_state(h)))
+
+    started = time.monotonic()
+    with OneCClient(d.url(), Harness.USER, Harness.PASSWORD, on_answer=hook) as c:
+        r = c.exchange(files, use_zip=use_zip)
+    timing["total"] = time.monotonic() - started
+    if not r.ok:
+        timing["failed"] = f"{r.transcript()}\n{d.log_excerpt(6000)}"
+        return [], timing
+    return states, timing
+
+
+def tail(path: Path, n: int = 3000) -> str:
+    """The end of a (killed) daemon's log file, for violation messages."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return f"--- {path.name} (end) ---\n{text[-n:]}"
+
+
 # -------------------------------------------------------------------------------------- killer
 
 class Killed(Exception):
     """Raised from a client's on_answer hook after it killed obmend: the exchange stops there."""
+
+
+CONNECTION_ERRORS = (OSError, http.client.HTTPException)
+
+
+def run_exchange(client, run: Callable[[Any], Any]) -> str:
+    """Runs ``run(client)`` (an exchange returning a result with ``ok`` / ``failed``), closes the
+    client and says how it ended: "completed", "failed: <answer>", "killed by the hook" or
+    "connection lost: <error>" (obmend died under it)."""
+    try:
+        r = run(client)
+        return "completed" if r.ok else f"failed: {r.failed.describe()}"
+    except Killed:
+        return "killed by the hook"
+    except CONNECTION_ERRORS as e:
+        return f"connection lost: {type(e).__name__}"
+    finally:
+        client.close()
 
 
 class Killer:
@@ -252,6 +383,11 @@ class Report:
     def add(self, key: str, n: int = 1) -> None:
         self.figures[key] = self.figures.get(key, 0) + n
 
+    def tally(self, key: str, item: str) -> None:
+        """Counts item in the figure key, a dict (kill points, states seen …)."""
+        d = self.figures.setdefault(key, {})
+        d[item] = d.get(item, 0) + 1
+
     def set(self, key: str, value: Any) -> None:
         self.figures[key] = value
 
@@ -268,8 +404,12 @@ class Report:
         data = {"suite": self.suite, "figures": self.figures, "violations": self.violations[:50],
                 "ok": self.ok()}
         width = max(len(k) for k in self.figures)
-        lines = [f"", f"==== reliability report: {self.suite} ===="]
-        for k, v in self.figures.items():
+        lines = ["", f"==== reliability report: {self.suite} ===="]
+        keys = [k for k in self.figures if k not in self.HEADLINE] + list(self.HEADLINE)
+        for k in keys:
+            v = self.figures[k]
+            if isinstance(v, dict):
+                v = ", ".join(f"{a} {b}" for a, b in sorted(v.items()))
             lines.append(f"  {k:<{width}}  {v}")
         lines.append(f"  {'result':<{width}}  {'PASS' if self.ok() else 'FAIL'}")
         for v in self.violations[:20]:
