@@ -841,4 +841,16 @@ import_counts apply_documents(pqxx::transaction_base& tx, const std::vector<mode
   return a.run(docs, counterparties);
 }
 
+bool adopt_counterparty(pqxx::transaction_base& tx, const std::string& source, const std::string& guid,
+                        const std::string& external_id) {
+  tx.exec_params("SELECT set_config('obmen.writer', $1, true)", source);
+  const auto r = tx.exec_params(
+      "UPDATE portal.counterparties SET source = $1, external_id = $2, exported_at = now(), updated_at = now() "
+      "WHERE guid = $3::uuid AND source IS NULL "
+      "AND NOT EXISTS (SELECT 1 FROM portal.counterparties o WHERE o.source = $1 AND o.external_id = $2)",
+      source, external_id, guid);
+  tx.exec("SELECT set_config('obmen.writer', '', true)");
+  return r.affected_rows() == 1;
+}
+
 }  // namespace obmen::store

@@ -117,4 +117,14 @@ import_counts apply_documents(pqxx::transaction_base& tx, const std::vector<mode
                               const std::vector<model::counterparty>& counterparties,
                               const documents_apply_options&);
 
+// ---- counterparties created on the portal, delivered to an ERP that keeps its own ids ----
+
+// A counterparty the portal created (source IS NULL, found by its guid) that the ERP `source` now
+// holds as `external_id`: it becomes that source's row (source, external_id; exported_at = now()),
+// so the next sync of counterparties updates it instead of adding a second one. Written as obmen
+// (SET LOCAL obmen.writer). Returns false, changing nothing, when there is no such portal-created
+// row (already adopted) or the source already has a row with that external id.
+bool adopt_counterparty(pqxx::transaction_base& tx, const std::string& source, const std::string& guid,
+                        const std::string& external_id);
+
 }  // namespace obmen::store

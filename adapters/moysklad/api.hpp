@@ -37,9 +37,9 @@ class api_error : public std::runtime_error {
   bool transient_;
 };
 
-// Request weight in rate-limit units on top of the auth scheme's base weight: 1 for ordinary
-// requests, 5 for the stock reports report/stock/all and report/stock/bystore (the short
-// …/current reports are ordinary).
+// Request weight in rate-limit units: ordinary requests cost the auth scheme's weight (4 for a
+// user token, 1 for a solution), the stock reports report/stock/all and report/stock/bystore cost
+// 5 whatever the auth (the short …/current reports are ordinary).
 enum class weight { normal, stock_report };
 
 class api {

@@ -363,7 +363,7 @@ struct client::impl {
     token = options.token;
     limiter = options.limiter ? options.limiter
                               : std::make_shared<rate_limiter>(rate_limit_options{options.budget, options.budget_window,
-                                                                                  options.max_parallel});
+                                                                                  options.max_parallel, options.budget_margin});
     tls_context.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                             ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
     if (options.verify_tls) {

@@ -61,6 +61,7 @@ struct client_options {
   int max_parallel = 4;                         // requests in flight (the server allows 5 per user)
   int budget = 45;                              // units per budget_window
   std::chrono::milliseconds budget_window{3000};
+  std::chrono::milliseconds budget_margin{250};  // units come back after window + margin (rate_limiter.hpp)
   // A limiter shared with other clients of the same user (the budget is per user); when set,
   // max_parallel/budget/budget_window above are not used.
   std::shared_ptr<rate_limiter> limiter;

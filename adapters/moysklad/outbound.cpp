@@ -93,6 +93,39 @@ std::size_t queue_orders(pqxx::connection& c, const std::string& source, std::si
   return queued;
 }
 
+std::size_t queue_counterparties(pqxx::connection& c, const std::string& source, std::size_t limit) {
+  pqxx::work tx(c);
+  const std::string prefix = "moysklad:" + source + ":counterparty:";
+  const auto rows = tx.exec_params(
+      R"(SELECT c.guid::text, c.name, c.legal_name, c.inn, c.kpp
+           FROM portal.counterparties c
+          WHERE c.source IS NULL AND c.active
+            AND (c.exported_at IS NULL OR c.changed_at > c.exported_at)
+            AND NOT EXISTS (SELECT 1 FROM obmen.queue q
+                             WHERE q.idempotency_key = $1 || c.guid::text AND q.state IN ('pending', 'in_flight', 'dead'))
+          ORDER BY c.id
+          LIMIT $2)",
+      prefix, static_cast<long long>(limit));
+  for (const auto& r : rows) {
+    const json buyer = {{"guid", r[0].as<std::string>()}, {"name", text(r[1])}, {"legal_name", text(r[2])},
+                        {"inn", text(r[3])}, {"kpp", text(r[4])}};
+    queue::enqueue(tx, export_counterparty_kind, source, json{{"counterparty", buyer}}, prefix + r[0].as<std::string>());
+  }
+  tx.commit();
+  return rows.size();
+}
+
+std::size_t adopt_created(pqxx::connection& c, const std::string& source,
+                          const std::vector<std::pair<std::string, std::string>>& created) {
+  std::size_t n = 0;
+  for (const auto& [guid, id] : created) {
+    pqxx::work tx(c);
+    n += store::adopt_counterparty(tx, source, guid, id) ? 1 : 0;
+    tx.commit();
+  }
+  return n;
+}
+
 bool acknowledge(pqxx::connection& c, const std::string& source, std::int64_t item_id) {
   pqxx::work tx(c);
   const auto n = store::acknowledge_export(tx, source, item_id);
@@ -182,10 +215,28 @@ json order_sender::agent_meta(const json& buyer) {
   if (!buyer.value("legal_name", "").empty()) c["legalTitle"] = buyer["legal_name"];
   c["companyType"] = inn.size() == 12 ? "entrepreneur" : (inn.empty() && buyer.value("legal_name", "").empty() ? "individual" : "legal");
   const json created = ms_.post("entity/counterparty", c);
+  created_.emplace_back(buyer.value("guid", ""), created.at("id").get<std::string>());
   return json{{"meta", created.at("meta")}};
 }
 
+std::vector<std::pair<std::string, std::string>> order_sender::take_created() { return std::exchange(created_, {}); }
+
 queue::outcome order_sender::deliver(const queue::item& item) {
+  if (item.kind == export_order_kind) return deliver_order(item);
+  if (item.kind != export_counterparty_kind) return queue::outcome::permanent("unknown item kind '" + item.kind + "'");
+  const json& buyer = item.payload.at("counterparty");
+  try {
+    (void)organization_meta();  // the base URL of hrefs
+    (void)agent_meta(buyer);
+    return queue::outcome::ok();
+  } catch (const api_error& e) {
+    return failure(e);
+  } catch (const json::exception& e) {
+    return queue::outcome::permanent("counterparty " + buyer.value("name", "") + ": unexpected answer from МойСклад: " + e.what());
+  }
+}
+
+queue::outcome order_sender::deliver_order(const queue::item& item) {
   const json& p = item.payload;
   const std::string number = p.value("number", "");
   try {

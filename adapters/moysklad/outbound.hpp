@@ -28,6 +28,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
@@ -39,9 +41,16 @@
 namespace obmen::moysklad {
 
 inline constexpr const char* export_order_kind = "export_order";
+inline constexpr const char* export_counterparty_kind = "export_counterparty";
 
 // Queues what needs sending; returns how many orders were queued (0 when nothing changed).
 std::size_t queue_orders(pqxx::connection&, const std::string& source, std::size_t limit = 500);
+
+// Counterparties created on the portal (source IS NULL) and not yet delivered (exported_at NULL
+// or older than changed_at), unless already queued or parked dead under their key
+// moysklad:<source>:counterparty:<guid>: each is queued as export_counterparty. Delivered ones
+// are adopted (orders_store.hpp adopt_counterparty) and so are not picked again.
+std::size_t queue_counterparties(pqxx::connection&, const std::string& source, std::size_t limit = 500);
 
 // What deliveries need to know, resolved once from the account and cached.
 struct outbound_settings {
@@ -54,20 +63,28 @@ struct outbound_settings {
 class order_sender {
  public:
   order_sender(api& ms, outbound_settings settings);
-  // Delivers one export_order item; classifies failures (queue::outcome).
+  // Delivers one export_order or export_counterparty item; classifies failures (queue::outcome).
   queue::outcome deliver(const queue::item&);
+  // Counterparties created in МойСклад since the last call: (portal guid, МойСклад id), to adopt.
+  std::vector<std::pair<std::string, std::string>> take_created();
 
  private:
   nlohmann::json organization_meta();
   std::optional<nlohmann::json> store_meta();
   std::optional<nlohmann::json> state_meta(const std::string& portal_status);
   nlohmann::json agent_meta(const nlohmann::json& buyer);
+  queue::outcome deliver_order(const queue::item&);
 
   api& ms_;
   outbound_settings settings_;
   std::optional<nlohmann::json> organization_, store_;
   std::optional<std::map<std::string, nlohmann::json>> states_;  // state name → meta
+  std::vector<std::pair<std::string, std::string>> created_;
 };
+
+// Adopts the counterparties a sender created (own transaction each); returns how many.
+std::size_t adopt_created(pqxx::connection&, const std::string& source,
+                          const std::vector<std::pair<std::string, std::string>>& created);
 
 // Records the delivery of `item_id` (its order version) in its own transaction; true when an
 // export was pending under it (false: a newer version was queued meanwhile and is pending).

@@ -76,7 +76,7 @@ rate_limiter::permit rate_limiter::acquire(int units) {
       } else {
         int excess = used_locked() + units - options_.budget;
         if (excess <= 0) {
-          spent_.push_back({now + options_.window, units});
+          spent_.push_back({now + options_.window + options_.margin, units});
           if (wait_started) {
             ++stats_.waits;
             stats_.waited += std::chrono::duration_cast<std::chrono::milliseconds>(now - *wait_started);

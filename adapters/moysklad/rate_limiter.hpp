@@ -25,6 +25,9 @@ struct rate_limit_options {
   int budget = 45;                              // units per window
   std::chrono::milliseconds window{3000};       // X-Lognex-Retry-TimeInterval replaces it when sent
   int max_parallel = 4;                         // requests in flight; clamped to 1..5
+  // Spent units come back after window + margin: the server counts a request when it arrives,
+  // and its window need not start when ours does, so a little slack keeps us off its 429.
+  std::chrono::milliseconds margin{0};
 };
 
 // The rate-limit headers of one answer, as numbers (absent or unparsable → nullopt).

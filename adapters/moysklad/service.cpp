@@ -289,17 +289,24 @@ void service::loop() {
       // 2. Outbound orders.
       if (s.cfg.export_orders) {
         if (clock::now() >= next_orders) {
+          if (const auto n = queue_counterparties(*db, name); n > 0)
+            spdlog::info("moysklad[{}]: {} portal counterpart(ies) queued for МойСклад", name, n);
           if (const auto n = queue_orders(*db, name); n > 0) spdlog::info("moysklad[{}]: {} portal order(s) queued for МойСклад", name, n);
           next_orders = clock::now() + std::chrono::seconds(s.cfg.orders_poll_interval_seconds);
         }
         auto deliver = [&](const queue::item& item) -> queue::outcome {
-          if (item.kind != export_order_kind) return queue::outcome::permanent("unknown item kind '" + item.kind + "'");
           auto outcome = sender->deliver(item);
+          // Counterparties created in МойСклад become its rows even when the order then failed.
+          if (const auto created = sender->take_created(); !created.empty())
+            spdlog::info("moysklad[{}]: {} counterpart(ies) created in МойСклад, {} adopted", name, created.size(),
+                         adopt_created(*db, name, created));
+          const std::string what = item.kind == export_order_kind ? "order " + item.payload.value("number", "")
+                                                                  : "counterparty " + item.payload.value("/counterparty/name"_json_pointer, std::string());
           if (outcome.result == queue::outcome::kind::ok) {
-            acknowledge(*db, name, item.id);
-            spdlog::info("moysklad[{}]: order {} delivered", name, item.payload.value("number", ""));
+            if (item.kind == export_order_kind) acknowledge(*db, name, item.id);
+            spdlog::info("moysklad[{}]: {} delivered", name, what);
           } else {
-            spdlog::warn("moysklad[{}]: order {}: {}", name, item.payload.value("number", ""), outcome.message);
+            spdlog::warn("moysklad[{}]: {}: {}", name, what, outcome.message);
           }
           return outcome;
         };

@@ -167,6 +167,7 @@ class BigAccount(MoySkladBase):
         state = self.fake.state()
         self.assertLessEqual(max(state["max_concurrency"].values()), 5, "never more than 5 requests in flight")
         self.assertFalse(any(state["banned"].values()), "no ban")
+        self.assertEqual(state["served_429"], 0, "the client kept under the budget: not a single 429")
         print(f"\n10 000 products: {want['offers']} offers, {state['requests_total']} requests, "
               f"429s served {state['served_429']}", file=sys.stderr)
 
@@ -210,6 +211,28 @@ class Orders(MoySkladBase):
                       (self.orders_in_fake(order["guid"]) or [{}])[0].get("state", {}).get("meta", {}).get("href"),
                       timeout=30 * TIMEOUT_SCALE)
         self.assertEqual(len(self.orders_in_fake(order["guid"])), 1)
+        # The buyer was created in МойСклад once (syncId = its portal guid) and adopted by the portal.
+        buyer = self.h.query_json("SELECT c.guid::text AS guid, c.source, c.external_id FROM portal.orders o "
+                                  f"JOIN portal.counterparties c ON c.id = o.counterparty_id WHERE o.id = {order['id']}")[0]
+        made = [c for c in self.fake.all_entities("counterparty") if c.get("syncId") == buyer["guid"]]
+        self.assertEqual(len(made), 1)
+        self.assertEqual((buyer["source"], buyer["external_id"]), (SOURCE, made[0]["id"]))
+
+    def test_a_new_portal_counterparty_is_created_once_and_adopted(self):
+        self.start()
+        row = self.h.psql("INSERT INTO portal.counterparties (name, inn) VALUES ('ИП Сидоров', '366312345678') "
+                          "RETURNING guid")[0]
+        guid = row[0]
+        self.wait_for("the counterparty to be adopted",
+                      lambda: self.h.scalar(f"SELECT source FROM portal.counterparties WHERE guid = '{guid}'") == SOURCE)
+        made = [c for c in self.fake.all_entities("counterparty") if c.get("syncId") == guid]
+        self.assertEqual(len(made), 1)
+        self.assertEqual(made[0]["companyType"], "entrepreneur")
+        # A full counterparty sync updates that row instead of adding a second one.
+        self.resync("counterparties")
+        self.assertEqual(self.count("portal.counterparties"), len(self.fake.all_entities("counterparty")))
+        self.assertEqual(self.h.count(f"SELECT count(*) FROM portal.counterparties WHERE inn = '366312345678'"), 1,
+                         self.h.query_json("SELECT id, source, external_id, name, guid FROM portal.counterparties WHERE inn = '366312345678'"))
 
     def test_a_state_change_comes_back_through_a_webhook_within_a_second(self):
         port = free_port()
