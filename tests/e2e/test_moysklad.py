@@ -259,6 +259,57 @@ class Orders(MoySkladBase):
         self.assertTrue(self.fake.webhook_deliveries()["suppressed"], "obmend's writes suppressed their webhooks")
 
 
+class Webhooks(MoySkladBase):
+    def setUp(self):
+        super().setUp()
+        self.port = free_port()
+        self.hook = f"http://127.0.0.1:{self.port}/hooks/moysklad"
+        self.start(port=self.port, webhooks={"url": self.hook})
+        self.resync("all")
+
+    def test_the_stock_webhook_pulls_the_changed_stock(self):
+        offer = self.h.query_json("SELECT o.external_id FROM portal.offers o WHERE o.source = 'ms' AND o.active "
+                                  "ORDER BY o.id LIMIT 1")[0]["external_id"]
+        store = self.fake.all_entities("store")[0]["id"]
+        self.fake.set_clock(offset_seconds=60)
+        self.fake.set_stock(offer, store, stock=321)
+        self.fake.post_stock_webhook()
+        self.assertTrue(self.fake.flush_webhooks())
+        self.wait_for("the new stock level",
+                      lambda: self.h.scalar("SELECT s.quantity::text FROM portal.stock s JOIN portal.offers o ON o.id = s.offer_id "
+                                            "JOIN portal.warehouses w ON w.id = s.warehouse_id "
+                                            f"WHERE o.source = 'ms' AND o.external_id = '{offer}' AND w.external_id = '{store}'")
+                      in ("321", "321.0", "321.0000"))
+        deliveries = self.fake.webhook_deliveries()["deliveries"]
+        self.assertTrue(deliveries)
+        self.assertTrue(all(d["latency_ms"] < 1500 for d in deliveries), "every delivery answered within 1500 ms")
+
+    def post(self, request_id: str | None, body: bytes):
+        path = "/hooks/moysklad" + (f"?requestId={request_id}" if request_id else "")
+        return self.daemon.http("POST", path, body=body, headers={"Content-Type": "application/json"})
+
+    def test_a_repeated_delivery_is_queued_once_and_bad_ones_are_refused(self):
+        product = self.fake.all_entities("product")[0]
+        body = json.dumps({"auditContext": {"meta": {"type": "audit", "href": f"{self.fake.base_url}/audit/x"},
+                                            "moment": "2026-12-06 10:00:00", "uid": "admin@obmen"},
+                           "events": [{"meta": {"type": "product", "href": product["meta"]["href"]},
+                                       "action": "UPDATE", "accountId": product["accountId"]}]}).encode()
+        for _ in range(4):  # МойСклад retries with the same requestId
+            self.assertEqual(self.post("5f0e1c2a-0000-4000-8000-000000000001", body)[0], 200)
+        self.assertEqual(self.h.psql("SELECT deliveries, queue_item_id IS NOT NULL FROM obmen.webhook_events "
+                                     "WHERE request_id = '5f0e1c2a-0000-4000-8000-000000000001'"), [("4", "t")])
+        self.assertEqual(self.h.count("SELECT count(*) FROM obmen.queue WHERE target = 'ms/in'"), 1)
+        self.wait_for("the event to be applied",
+                      lambda: self.h.scalar("SELECT state FROM obmen.queue WHERE target = 'ms/in'") == "done")
+        self.assertEqual(self.post(None, body)[0], 400)
+        self.assertEqual(self.post("r2", b"{not json")[0], 400)
+        self.assertEqual(self.post("r3", b'{"events": 5}')[0], 400)
+        self.assertEqual(self.h.count("SELECT count(*) FROM obmen.webhook_events"), 1, "refused deliveries are not stored")
+        metrics = self.daemon.http("GET", "/metrics")[2].decode()
+        self.assertIn('obmen_moysklad_webhooks_total{source="ms",outcome="duplicate"} 3', metrics)
+        self.assertIn('obmen_moysklad_webhooks_total{source="ms",outcome="rejected"} 3', metrics)
+
+
 class Failures(MoySkladBase):
     def assert_fails_unchanged(self, needle: str):
         before = self.portal_digest()
