@@ -265,6 +265,13 @@ def filename_of(target: str) -> str:
     return urllib.parse.parse_qs(urllib.parse.urlsplit(target).query).get("filename", [""])[0]
 
 
+def chunk_count(files, use_zip: bool, file_limit: int = 16 * 1024) -> int:
+    """How many file requests 1C makes for the package: the archive's pieces, or each file's."""
+    from onec_client import pack_zip
+    sizes = [len(pack_zip(files))] if use_zip else [len(data) for _, data in files]
+    return sum(max(1, -(-n // file_limit)) for n in sizes)
+
+
 def run_package(d: Daemon, h: Harness, files, use_zip) -> tuple[list[tuple[str, dict]], dict]:
     """The package through obmend d on h's database, cleanly, the way 1C sends it: the states
     [(step, catalog_state)] from before the package to after deactivate, and timings (the whole

@@ -34,8 +34,8 @@ import threading
 import time
 import unittest
 
-from faults import (CONNECTION_ERRORS, FaultHarness, Report, catalog_state, digest, filename_of, healthz, make_rng,
-                    package, poll, rounds, run_package, state_diff, tail)
+from faults import (CONNECTION_ERRORS, FaultHarness, Report, catalog_state, chunk_count, digest, filename_of, healthz,
+                    make_rng, package, poll, rounds, run_package, state_diff, tail)
 
 from harness import Harness  # noqa: E402  (tests/e2e, put on sys.path by faults)
 from onec_client import Answer, OneCClient  # noqa: E402
@@ -154,7 +154,7 @@ class ImportUnderConnectionLoss(FaultTestCase):
             kind = rng.choice(["delay", "after_chunk", "during_import", "before_deactivate"])
             REPORT.tally("import_fault_points", kind)
             target_file = rng.choice([name for name, _ in files])
-            chunk_target = rng.randint(1, 4)
+            chunk_target = rng.randint(1, chunk_count(files, use_zip))
             fired = threading.Event()
             timers: list[threading.Timer] = []
             cut: list[int] = []
@@ -182,8 +182,8 @@ class ImportUnderConnectionLoss(FaultTestCase):
                 if a.step == "import" and filename_of(a.target) == target_file:
                     if kind == "during_import" and a.status == "progress":
                         arm(rng.uniform(0, timing["import"].get(target_file, 0.2)))
-                    if kind == "before_deactivate" and a.ok and target_file == files[-1][0]:
-                        fault("before deactivate")
+                if kind == "before_deactivate" and a.step == "import" and a.ok and filename_of(a.target) == files[-1][0]:
+                    fault("before deactivate")
 
             if kind == "delay":
                 arm(rng.uniform(0, timing["total"]))
