@@ -228,7 +228,8 @@ def _rename_first(block: str, suffix: str) -> str:
 
 def package(v: int) -> list[tuple[str, bytes]]:
     """Package number v: the sample pair with names, prices and stock changed by v, so every
-    package leaves a portal different from the one before; every third one lacks a product."""
+    package leaves a portal different from the one before; every third one lacks a product (the
+    full catalog, СодержитТолькоИзменения=false, marks it inactive; the next package brings it back)."""
     suffix = f" · r{v}"
     head, blocks, rest = cml.split_products(cml.sample_bytes(IMPORT).decode("utf-8-sig"))
     blocks = [_rename_first(b, suffix) for b in blocks]

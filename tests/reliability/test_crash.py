@@ -2,7 +2,7 @@
 
 Catalog imports (CatalogUnderSigkill). Each round, a 1C client uploads a package — the
 dobromyslov import0_1.xml + offers0_1.xml sample, changed per round (product and offer names,
-prices, stock; every third round one product left out, so deactivate changes something too),
+prices, stock; every third round one product left out, which the full catalog marks inactive),
 zipped or plain, in chunks of 16 KiB — and obmend is killed at a random point: after a random
 delay, right after a random acknowledged chunk, while a file is being imported (unzip included),
 between files, after deactivate. The same package goes first, cleanly, through a twin obmend on a
