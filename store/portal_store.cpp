@@ -330,9 +330,10 @@ CREATE TEMP TABLE obmen_image_want (
   product_id bigint, position int, sha256 text, PRIMARY KEY (product_id, position)
 ) ON COMMIT DROP;
 CREATE TEMP TABLE obmen_image_changes (product_id bigint PRIMARY KEY) ON COMMIT DROP;
-CREATE TEMP TABLE obmen_carried (
-  writer bigint, entity text, external_id text, PRIMARY KEY (writer, entity, external_id)
-) ON COMMIT DROP;
+-- What each writer carried, for finish_*(full). An id may repeat (a later batch sends it again):
+-- no key, which the NOT EXISTS of the deactivation does not mind and which spares an index
+-- insert per carried row.
+CREATE TEMP TABLE obmen_carried (writer bigint, entity text, external_id text) ON COMMIT DROP;
 )sql";
 
 // Temp tables get no statistics from autovacuum, and portal rows inserted earlier in the same
@@ -411,7 +412,7 @@ struct catalog_writer::impl {
   using stored_hashes = std::unordered_map<std::string, std::optional<std::int64_t>>;
   stored_hashes look_up(const char* entity, const std::string& ids_array) {
     std::string sql = "WITH carried AS (INSERT INTO obmen_carried (writer, entity, external_id) "
-                      "SELECT $2, $3, unnest($4::text[]) ON CONFLICT DO NOTHING)";
+                      "SELECT $2, $3, unnest($4::text[]))";
     if (session)
       sql += ", seen AS (INSERT INTO obmen.exchange_seen (session_id, entity, external_id) "
              "SELECT $5, $3, unnest($4::text[]) ON CONFLICT DO NOTHING)";
@@ -481,7 +482,7 @@ struct catalog_writer::impl {
   // deactivate_unseen().
   void carried(const char* entity, const char* stage_table) {
     tx.exec_params(std::string("INSERT INTO obmen_carried (writer, entity, external_id) SELECT $1, $2, external_id FROM ") +
-                       stage_table + " ON CONFLICT DO NOTHING",
+                       stage_table,
                    writer_id, std::string(entity));
     if (session)
       tx.exec_params(std::string("INSERT INTO obmen.exchange_seen (session_id, entity, external_id) "

@@ -103,6 +103,11 @@ struct offer_row {
 // Several writers may share one transaction (their counts and "carried" sets are their own);
 // the staging tables are TEMP … ON COMMIT DROP. Within a batch a repeated external id counts
 // once and its last row wins.
+//
+// A writer takes the source's import lock (the transaction-scoped advisory lock
+// import_catalog_file takes) when it is made: writers of one source in different transactions
+// run one after another. Products and offers store a content hash (docs/schema.md): a row sent
+// again as it was is only counted, not staged; new rows are copied straight into the portal.
 class catalog_writer {
  public:
   // exchange_session_id: the obmen.exchange_sessions row this import belongs to (for
