@@ -13,6 +13,7 @@
 #include <thread>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 #include <variant>
 
 #include <openssl/evp.h>
@@ -113,16 +114,93 @@ class declared_names {
   std::map<std::tuple<std::string, declared_kind, std::string>, std::string> names_;
 };
 
+// The portal writes of one import run on a thread of their own, in order, one batch behind the
+// mapping: while PostgreSQL merges batch N, the importing thread maps batch N+1 and the reader
+// parses the next. Once a task is queued, the writer (and its transaction) belong to this
+// thread until finish() has joined it. At most one task waits, so memory stays bounded.
+class store_thread {
+ public:
+  using task = std::function<void(store::catalog_writer&)>;
+
+  explicit store_thread(store::catalog_writer& writer) : writer_(writer), thread_([this] { loop(); }) {}
+  // Without finish() (the import failed elsewhere): a waiting task is dropped, the running one
+  // ends, the thread is joined; the caller rolls the transaction back.
+  ~store_thread() {
+    {
+      std::lock_guard lock(mutex_);
+      pending_.reset();
+      done_ = true;
+    }
+    ready_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+  store_thread(const store_thread&) = delete;
+  store_thread& operator=(const store_thread&) = delete;
+
+  // Blocks while a task is already waiting; rethrows the failure of an earlier task.
+  void run(task t) {
+    std::unique_lock lock(mutex_);
+    space_.wait(lock, [&] { return error_ || !pending_; });
+    if (error_) std::rethrow_exception(error_);
+    pending_ = std::move(t);
+    ready_.notify_one();
+  }
+
+  // Runs what is queued, joins the thread and rethrows the first failure.
+  void finish() {
+    {
+      std::unique_lock lock(mutex_);
+      done_ = true;
+    }
+    ready_.notify_one();
+    thread_.join();
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      task t;
+      {
+        std::unique_lock lock(mutex_);
+        ready_.wait(lock, [&] { return pending_ || done_; });
+        if (!pending_) return;
+        t = std::move(*pending_);
+        pending_.reset();
+      }
+      space_.notify_one();
+      try {
+        t(writer_);
+      } catch (...) {
+        std::lock_guard lock(mutex_);
+        error_ = std::current_exception();
+        pending_.reset();
+        space_.notify_one();
+        return;
+      }
+    }
+  }
+
+  store::catalog_writer& writer_;
+  std::mutex mutex_;
+  std::condition_variable ready_, space_;
+  std::optional<task> pending_;
+  bool done_ = false;
+  std::exception_ptr error_;
+  std::thread thread_;  // last: starts once the members above exist
+};
+
 // The sink that turns reader output into portal rows: mapping decisions are taken here, once
-// per declaration, and remembered for the values that reference them.
+// per declaration, and remembered for the values that reference them. The rows go to the
+// portal through `store` (in order, on its thread); `writer` is read here only before that.
 class import_sink final : public commerceml::catalog_sink {
  public:
-  import_sink(store::catalog_writer& writer, const import_options& options, const mapping::rules& rules,
-              std::string file_name)
-      : writer_(writer), options_(options), rules_(rules), file_(std::move(file_name)) {
-    known_attributes_ = writer_.known_attributes();
-    for (auto& [id, code] : writer_.known_price_types()) price_types_[id] = code;
-    for (auto& [id, code] : writer_.known_warehouses()) warehouses_[id] = code;
+  import_sink(store::catalog_writer& writer, store_thread& store, const import_options& options,
+              const mapping::rules& rules, std::string file_name)
+      : store_(store), options_(options), rules_(rules), file_(std::move(file_name)) {
+    known_attributes_ = writer.known_attributes();
+    for (auto& [id, code] : writer.known_price_types()) price_types_[id] = code;
+    for (auto& [id, code] : writer.known_warehouses()) warehouses_[id] = code;
   }
 
   const commerceml::document_info& info() const { return info_; }
@@ -141,7 +219,7 @@ class import_sink final : public commerceml::catalog_sink {
 
   void on_categories(std::vector<model::category> items) override {
     categories_ += items.size();
-    writer_.put_categories(items);
+    store_.run([items = std::move(items)](store::catalog_writer& w) { w.put_categories(items); });
     progress("categories", categories_);
   }
 
@@ -155,7 +233,7 @@ class import_sink final : public commerceml::catalog_sink {
       known_attributes_[d.external_id] = row;
       rows.push_back(std::move(row));
     }
-    writer_.put_attributes(rows);
+    store_.run([rows = std::move(rows)](store::catalog_writer& w) { w.put_attributes(rows); });
   }
 
   void on_price_types(std::vector<model::price_type> types) override {
@@ -167,7 +245,7 @@ class import_sink final : public commerceml::catalog_sink {
       price_types_[t.external_id] = dec.target;
       rows.push_back({t.external_id, dec.target, t.name, t.currency});
     }
-    writer_.put_price_types(rows);
+    store_.run([rows = std::move(rows)](store::catalog_writer& w) { w.put_price_types(rows); });
   }
 
   void on_warehouses(std::vector<model::warehouse> items) override {
@@ -179,14 +257,18 @@ class import_sink final : public commerceml::catalog_sink {
       warehouses_[w.external_id] = dec.target;
       rows.push_back({w.external_id, dec.target, w.name, w.active});
     }
-    writer_.put_warehouses(rows);
+    store_.run([rows = std::move(rows)](store::catalog_writer& w) { w.put_warehouses(rows); });
   }
 
   void on_products(std::vector<model::product> items) override {
     std::vector<store::product_row> rows;
     rows.reserve(items.size());
     for (auto& p : items) rows.push_back(product_row(p));
-    writer_.put_products(rows);
+    // Images first seen in this batch are stored before the products that list them.
+    store_.run([rows = std::move(rows), images = std::exchange(new_images_, {})](store::catalog_writer& w) {
+      for (const auto& i : images) w.put_image(i.sha256, i.file, i.mime);
+      w.put_products(rows);
+    });
     products_ += items.size();
     progress("products", products_);
   }
@@ -195,7 +277,7 @@ class import_sink final : public commerceml::catalog_sink {
     std::vector<store::offer_row> rows;
     rows.reserve(items.size());
     for (auto& o : items) rows.push_back(offer_row(o));
-    writer_.put_offers(rows);
+    store_.run([rows = std::move(rows)](store::catalog_writer& w) { w.put_offers(rows); });
     offers_ += items.size();
     progress("offers", offers_);
   }
@@ -347,7 +429,7 @@ class import_sink final : public commerceml::catalog_sink {
         hash = it->second;
       } else {
         hash = sha256_file(file);
-        writer_.put_image(hash, file, mime_of(file));
+        new_images_.push_back({hash, file, mime_of(file)});
         image_hashes_[checked.relative] = hash;
       }
       if (std::find(hashes.begin(), hashes.end(), hash) == hashes.end()) hashes.push_back(hash);
@@ -394,7 +476,13 @@ class import_sink final : public commerceml::catalog_sink {
     if (warnings_.size() < 1000 && reported_.insert(w).second) warnings_.push_back(std::move(w));
   }
 
-  store::catalog_writer& writer_;
+  struct image_file {
+    std::string sha256;
+    fs::path file;
+    std::string mime;
+  };
+
+  store_thread& store_;
   const import_options& options_;
   const mapping::rules& rules_;
   std::string file_;
@@ -405,6 +493,7 @@ class import_sink final : public commerceml::catalog_sink {
   // Kept by a decision taken in this file (declared here, or referenced and decided once).
   std::set<std::string> decided_attributes_, decided_price_types_, decided_warehouses_;
   std::map<std::string, std::string> image_hashes_;
+  std::vector<image_file> new_images_;  // hashed, not yet handed to the store
   std::set<std::string> reported_;
   std::vector<std::string> warnings_;
   std::size_t categories_ = 0, products_ = 0, offers_ = 0;
@@ -537,10 +626,12 @@ store::import_counts import_catalog_file(pqxx::connection& db, const fs::path& f
   // merges (and deadlock); other sources proceed.
   tx.exec_params("select pg_advisory_xact_lock(hashtext('obmen.import'), hashtext($1))", options.source);
   store::catalog_writer writer(tx, options.source, options.exchange_session_id);
-  import_sink sink(writer, options, rules, name);
+  store_thread store(writer);
+  import_sink sink(writer, store, options, rules, name);
   commerceml::read_options ropts;
   ropts.batch_size = options.batch_size;
   read_ahead(file, sink, ropts);
+  store.finish();
 
   // A full section deactivates what it did not carry — but only when it carried something of
   // that kind: an offers file's Классификатор (offer properties only) or a classifier-only
