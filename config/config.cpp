@@ -148,7 +148,7 @@ void read_http(reader_context& ctx, const ys::map_reader& root, http_config& htt
   if (!root.has("http")) return;
   ys::map_reader m(ctx.out, root.get("http"), "http",
                    {"address", "port", "read_timeout", "write_timeout", "idle_timeout", "max_header_size",
-                    "max_body_size", "max_connections"},
+                    "max_body_size", "max_connections", "tls"},
                    root.key_mark("http"));
   read_non_empty(ctx.out, m, "address", http.address);
   m.integer("port", http.port, 0, 65535);
@@ -158,6 +158,17 @@ void read_http(reader_context& ctx, const ys::map_reader& root, http_config& htt
   m.size("max_header_size", http.max_header_bytes, 1 * KiB, 1 * MiB);
   m.size("max_body_size", http.max_body_bytes, 1 * KiB, 1 * GiB);
   m.integer("max_connections", http.max_connections, 1, 100000);
+  if (m.has("tls")) {
+    ys::map_reader t(ctx.out, m.get("tls"), m.path("tls"), {"certificate", "key"}, m.key_mark("tls"));
+    if (t.require("certificate")) read_non_empty(ctx.out, t, "certificate", http.tls_certificate);
+    if (t.require("key")) read_non_empty(ctx.out, t, "key", http.tls_key);
+    if (!http.tls_certificate.empty()) http.tls_certificate = resolve_against(ctx.base, http.tls_certificate);
+    if (!http.tls_key.empty()) {
+      const std::string creds = env_or_empty("CREDENTIALS_DIRECTORY");
+      http.tls_key = fs::path(http.tls_key).is_relative() && !creds.empty() ? (fs::path(creds) / http.tls_key).string()
+                                                                            : resolve_against(ctx.base, http.tls_key);
+    }
+  }
 }
 
 void read_log(reader_context& ctx, const ys::map_reader& root, std::string& level) {
@@ -636,6 +647,8 @@ std::string describe_masked(const config& cfg) {
   line("http.max_header_size", format_size(cfg.http.max_header_bytes));
   line("http.max_body_size", format_size(cfg.http.max_body_bytes));
   line("http.max_connections", std::to_string(cfg.http.max_connections));
+  line("http.tls", cfg.http.tls_certificate.empty() ? "off (plain HTTP)"
+                                                    : "certificate " + cfg.http.tls_certificate + ", key " + cfg.http.tls_key);
   line("log.level", cfg.log_level);
   line("spool.dir", cfg.spool.dir);
   line("spool.keep_days", std::to_string(cfg.spool.keep_days));

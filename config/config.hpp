@@ -47,6 +47,10 @@ struct http_config {
   std::uint64_t max_header_bytes = 16 * 1024;
   std::uint64_t max_body_bytes = 1024 * 1024;  // non-upload requests; uploads use the source's limits
   int max_connections = 256;
+  // http.tls: obmend's own TLS listener (PEM files; relative paths against the config file, or
+  // $CREDENTIALS_DIRECTORY for the key when set). Both empty: plain HTTP (nginx in front).
+  std::string tls_certificate;         // certificate chain, leaf first
+  std::string tls_key;                 // private key (not encrypted)
 };
 
 struct spool_config {

@@ -361,6 +361,17 @@ TEST_CASE("choices suggest the nearest word") {
         "obmen.yaml:8:15: sources.onec.encoding: expected one of utf-8, windows-1251, got 'cp1251'");
 }
 
+TEST_CASE("http.tls") {
+  clean_env env;
+  const auto ok = obmen::config::parse(minimal + "http:\n  tls: { certificate: tls/cert.pem, key: /etc/k.pem }\n",
+                                       "/etc/obmen/obmen.yaml");
+  REQUIRE(ok.ok());
+  CHECK(ok.cfg->http.tls_certificate == "/etc/obmen/tls/cert.pem");
+  CHECK(ok.cfg->http.tls_key == "/etc/k.pem");
+  CHECK(only_problem(minimal + "http:\n  tls: { certificate: c.pem }\n") ==
+        "obmen.yaml:9:8: http.tls: missing required key 'key'");
+}
+
 TEST_CASE("sources: moysklad") {
   clean_env env;
   const std::string db = "database:\n  url: x\n";
@@ -589,8 +600,8 @@ TEST_CASE("describe_masked shows every setting and never a secret") {
   CHECK(d.find("sources.second.path = /second\n") != std::string::npos);
   CHECK(d.find("sources.onec.orders_schema_version = 2.05\n") != std::string::npos);
   CHECK(d.find("sources.onec.timezone = Europe/Moscow\n") != std::string::npos);
-  // One line per setting: 16 general + 19 per source.
-  CHECK(std::count(d.begin(), d.end(), '\n') == 16 + 2 * 19);
+  // One line per setting: 17 general + 19 per source.
+  CHECK(std::count(d.begin(), d.end(), '\n') == 17 + 2 * 19);
 
   env_var url("OBMEN_DATABASE_URL", "postgresql://obmen:TopSecret3@db/obmen");
   const std::string e = cfg::describe_masked(*r.cfg);

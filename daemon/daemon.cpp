@@ -179,9 +179,12 @@ class daemon_state {
   void start() {
     build_routes();
     server_.set_limits(limits_of(current_.cfg.http));
+    if (!current_.cfg.http.tls_certificate.empty())
+      server_.set_tls(http_server::make_tls(current_.cfg.http.tls_certificate, current_.cfg.http.tls_key));
     listen_ = server_.listen(current_.cfg.http.address, current_.cfg.http.port);
     server_.start();
-    spdlog::info("listening on http://{} ({} exchange endpoint(s))", listen_, exchanges_.size());
+    spdlog::info("listening on {}://{} ({} exchange endpoint(s))", current_.cfg.http.tls_certificate.empty() ? "http" : "https",
+                 listen_, exchanges_.size());
     wait_signal();
     start_watchdog();
     clean_spool();
@@ -266,6 +269,14 @@ class daemon_state {
       spdlog::error("reload failed: {}", e.what());
     }
     server_.set_limits(limits_of(current_.cfg.http));
+    try {
+      // New connections use the new certificate (renewed by certbot and friends, then SIGHUP).
+      server_.set_tls(current_.cfg.http.tls_certificate.empty()
+                          ? nullptr
+                          : http_server::make_tls(current_.cfg.http.tls_certificate, current_.cfg.http.tls_key));
+    } catch (const std::exception& e) {
+      spdlog::error("reload: {}; keeping the previous TLS certificate", e.what());
+    }
     const auto url = config::database_url(current_.cfg);
     db_.set_database_url(url);
     imports_.set_database_url(url);

@@ -6,11 +6,14 @@
 #include <array>
 #include <chrono>
 #include <limits>
+#include <type_traits>
 #include <filesystem>
 #include <fstream>
 
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <spdlog/spdlog.h>
 
 namespace obmen::daemon {
@@ -92,6 +95,23 @@ std::string http_server::listen(const std::string& address, std::uint16_t port) 
   return bound.address().to_string() + ":" + std::to_string(bound.port());
 }
 
+std::shared_ptr<net::ssl::context> http_server::make_tls(const std::string& certificate_file, const std::string& key_file) {
+  auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_server);
+  ctx->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 | net::ssl::context::no_sslv3 |
+                   net::ssl::context::no_tlsv1 | net::ssl::context::no_tlsv1_1 | net::ssl::context::single_dh_use);
+  boost::system::error_code ec;
+  ctx->use_certificate_chain_file(certificate_file, ec);
+  if (ec) throw std::runtime_error("http.tls.certificate '" + certificate_file + "': " + ec.message());
+  ctx->use_private_key_file(key_file, net::ssl::context::pem, ec);
+  if (ec && ec.message().find("mismatch") != std::string::npos)
+    throw std::runtime_error("http.tls.key '" + key_file + "' does not match the certificate '" + certificate_file + "' (" +
+                             ec.message() + ")");
+  if (ec) throw std::runtime_error("http.tls.key '" + key_file + "': " + ec.message());
+  if (SSL_CTX_check_private_key(ctx->native_handle()) != 1)
+    throw std::runtime_error("http.tls.key '" + key_file + "' does not match the certificate '" + certificate_file + "'");
+  return ctx;
+}
+
 void http_server::start() {
   net::co_spawn(ioc_, accept_loop(), [](std::exception_ptr e) {
     if (!e) return;
@@ -151,14 +171,38 @@ net::awaitable<void> http_server::session(tcp::socket socket) {
   boost::system::error_code ec;
   const auto rep = socket.remote_endpoint(ec);
   const std::string remote = ec ? std::string("?") : rep.address().to_string() + ":" + std::to_string(rep.port());
-  beast::tcp_stream stream(std::move(socket));
-  auto me = sessions_.insert(sessions_.end(), session_state{&stream, true});
+  auto me = sessions_.insert(sessions_.end(), session_state{nullptr, true});
   struct guard {
     http_server* self;
     std::list<session_state>::iterator it;
     ~guard() { self->session_done(it); }
   } g{this, me};
+  if (!tls_) {
+    beast::tcp_stream stream(std::move(socket));
+    me->stream = &stream;
+    co_await serve(stream, me, remote);
+    stream.close();
+    co_return;
+  }
+  beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *tls_);
+  me->stream = &beast::get_lowest_layer(stream);
+  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(limits_.read_timeout_seconds));
+  co_await stream.async_handshake(net::ssl::stream_base::server, net::redirect_error(net::use_awaitable, ec));
+  if (ec) {
+    spdlog::debug("http: {}: TLS handshake: {}", remote, ec.message());
+    beast::get_lowest_layer(stream).close();
+    co_return;
+  }
+  co_await serve(stream, me, remote);
+  beast::get_lowest_layer(stream).expires_after(5s);
+  co_await stream.async_shutdown(net::redirect_error(net::use_awaitable, ec));
+  beast::get_lowest_layer(stream).close();
+}
 
+template <typename Stream>
+net::awaitable<void> http_server::serve(Stream& stream, std::list<session_state>::iterator me, const std::string& remote) {
+  boost::system::error_code ec;
+  auto& tcp_layer = beast::get_lowest_layer(stream);
   beast::flat_buffer buffer;
   bool unread_body = false;            // we answered without reading the whole request body
   while (!stopping_) {
@@ -168,13 +212,13 @@ net::awaitable<void> http_server::session(tcp::socket socket) {
     // Beast checks Content-Length against the body limit while parsing the header; the real
     // limits are set per route below, once we know whether the body is an upload.
     header_parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-    stream.expires_after(std::chrono::seconds(limits_.idle_timeout_seconds));
+    tcp_layer.expires_after(std::chrono::seconds(limits_.idle_timeout_seconds));
     co_await bhttp::async_read_header(stream, buffer, header_parser, net::redirect_error(net::use_awaitable, ec));
     me->idle = false;
     if (ec) {
       if (ec == bhttp::error::header_limit) {
         auto res = to_beast(plain(431, "request header too large\n"), 11, false);
-        stream.expires_after(std::chrono::seconds(limits_.write_timeout_seconds));
+        tcp_layer.expires_after(std::chrono::seconds(limits_.write_timeout_seconds));
         co_await bhttp::async_write(stream, res, net::redirect_error(net::use_awaitable, ec));
       } else if (ec != bhttp::error::end_of_stream && ec != beast::error::timeout &&
                  ec != net::error::operation_aborted && ec != net::error::connection_reset &&
@@ -231,7 +275,7 @@ net::awaitable<void> http_server::session(tcp::socket socket) {
             error = "cannot open spool file: " + ec.message();
             keep_alive = false;
           } else if (error.empty()) {
-            stream.expires_after(std::chrono::seconds(limits_.read_timeout_seconds));
+            tcp_layer.expires_after(std::chrono::seconds(limits_.read_timeout_seconds));
             co_await bhttp::async_read(stream, buffer, body_parser, net::redirect_error(net::use_awaitable, ec));
             body_parser.get().body().close();
             if (ec == bhttp::error::body_limit) {
@@ -263,7 +307,7 @@ net::awaitable<void> http_server::session(tcp::socket socket) {
       if (declared && *declared > limits_.max_body_bytes) {
         ec = bhttp::error::body_limit;  // refused unread (see the upload branch)
       } else {
-        stream.expires_after(std::chrono::seconds(limits_.read_timeout_seconds));
+        tcp_layer.expires_after(std::chrono::seconds(limits_.read_timeout_seconds));
         co_await bhttp::async_read(stream, buffer, body_parser, net::redirect_error(net::use_awaitable, ec));
       }
       if (ec == bhttp::error::body_limit) {
@@ -289,27 +333,27 @@ net::awaitable<void> http_server::session(tcp::socket socket) {
 
     if (stopping_ || res.close) keep_alive = false;
     auto out = to_beast(res, version, keep_alive);
-    stream.expires_after(std::chrono::seconds(limits_.write_timeout_seconds));
+    tcp_layer.expires_after(std::chrono::seconds(limits_.write_timeout_seconds));
     co_await bhttp::async_write(stream, out, net::redirect_error(net::use_awaitable, ec));
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
     spdlog::debug("http: {} {} {} → {} in {} ms", remote, req.method, req.target, res.status, ms);
     if (ec || !keep_alive) break;
   }
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  // Plain HTTP: FIN now. TLS: the caller sends close_notify first (session()).
+  if constexpr (std::is_same_v<Stream, beast::tcp_stream>) tcp_layer.socket().shutdown(tcp::socket::shutdown_send, ec);
   if (unread_body) {
     // Closing with unread bytes in the receive buffer makes the kernel send RST, which can
     // destroy our answer before the client reads it. Read and drop the rest of the body
     // (bounded in bytes and time) so the client sees the "failure" line.
     std::array<char, 64 * 1024> sink{};
     std::uint64_t drained = 0;
-    stream.expires_after(std::chrono::seconds(5));
+    tcp_layer.expires_after(std::chrono::seconds(5));
     while (drained < (64ull << 20)) {
       const std::size_t n = co_await stream.async_read_some(net::buffer(sink), net::redirect_error(net::use_awaitable, ec));
       if (ec) break;
       drained += n;
     }
   }
-  stream.close();
 }
 
 }  // namespace obmen::daemon

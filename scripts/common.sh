@@ -15,19 +15,26 @@ OBMEN_PACKAGES=(
   libpugixml-dev libpqxx-dev libyaml-cpp-dev libspdlog-dev libfmt-dev doctest-dev
   libzip-dev zip libssl-dev zlib1g-dev nlohmann-json3-dev libcli11-dev libsystemd-dev
   postgresql-15 postgresql-client-15
-  python3 curl ca-certificates libxml2-utils time
+  python3 curl ca-certificates libxml2-utils time openssl
   dpkg-dev                                # dpkg-shlibdeps: the .deb's Depends (packaging/)
 )
 
+# Only scripts/fuzz needs these (clang's libFuzzer and sanitizer runtimes); not in the default
+# list, so CI and a plain build never install them.
+OBMEN_FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)
+
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-install_deps() {
+install_deps() { install_packages "${OBMEN_PACKAGES[@]}"; }
+
+# install_packages <debian package…>: apt-get installs the ones missing.
+install_packages() {
   local missing=()
-  for p in "${OBMEN_PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if ((${#missing[@]} == 0)); then
-    say "dependencies: all ${#OBMEN_PACKAGES[@]} Debian packages present"
+    say "dependencies: all $# Debian packages present"
     return
   fi
   say "dependencies: installing ${missing[*]}"
