@@ -9,6 +9,9 @@
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <random>
+#include <string_view>
+#include <thread>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -126,6 +129,32 @@ void fsync_path(const fs::path& p, bool directory) {
 }
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// At most `max` bytes of s as valid UTF-8 for a text column: a cut never splits a character, and
+// bytes that are not UTF-8 (a windows-1251 answer) become '?'. PostgreSQL refuses the whole row
+// otherwise ("invalid byte sequence for encoding UTF8") and the request goes unrecorded.
+std::string utf8_prefix(std::string_view s, std::size_t max) {
+  std::string out;
+  out.reserve(std::min(s.size(), max));
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = len > 0 && i + len <= s.size();
+    for (std::size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+    if (ok && len > 1) {  // no overlong forms, surrogates or code points past U+10FFFF
+      const auto c1 = static_cast<unsigned char>(s[i + 1]);
+      ok = !(len == 2 && c < 0xC2) && !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0) && !(c == 0xF0 && c1 < 0x90) &&
+           !(c == 0xF4 && c1 >= 0x90) && c <= 0xF4;
+    }
+    const std::size_t take = ok ? len : 1;
+    if (out.size() + take > max) break;
+    if (ok) out.append(s.substr(i, len));
+    else out.push_back('?');
+    i += take;
+  }
+  return out;
+}
 
 // What 1C is told when a request's database work threw: a lost connection (PostgreSQL restarted,
 // the pool's connection cut) as such — 1C runs the exchange again later —, anything else as thrown.
@@ -322,8 +351,9 @@ net::awaitable<void> exchange::record(const http::request& req, std::optional<st
                                       const http::response& res, std::int64_t started_ms,
                                       std::optional<std::uint64_t> body_bytes) {
   const std::string mode = req.param("mode"), filename = req.param("filename"), method = req.method;
-  const std::string line = first_line(res.body).substr(0, 200) +
-                           (res.body.find('\n') != std::string::npos ? "\n" + res.body.substr(res.body.find('\n') + 1, 800) : "");
+  const auto nl = res.body.find('\n');
+  const std::string line = utf8_prefix(first_line(res.body), 200) +
+                           (nl != std::string::npos ? "\n" + utf8_prefix(std::string_view(res.body).substr(nl + 1), 800) : "");
   const auto duration = static_cast<int>(now_ms() - started_ms);
   const auto bytes = static_cast<std::int64_t>(body_bytes.value_or(req.body.size()));
   if (!session_id) co_return;
@@ -872,7 +902,7 @@ net::awaitable<http::response> exchange::query(const session& s) {
   };
   // One REPEATABLE READ snapshot: only committed orders, each complete; what was sent is
   // recorded with it, and counts as delivered only on this session's mode=success.
-  auto work = [sid, source, tz, limit, o](pqxx::connection& c) {
+  auto snapshot = [sid, source, tz, limit, o](pqxx::connection& c) {
     pqxx::transaction<pqxx::isolation_level::repeatable_read> tx(c);
     auto batch = store::orders_to_export(tx, source, tz, limit);
     store::record_export(tx, source, sid, batch);
@@ -887,6 +917,20 @@ net::awaitable<http::response> exchange::query(const session& s) {
     out.orders = batch.orders.size();
     tx.commit();
     return out;
+  };
+  // Two nodes' (or one node's overlapping) queries record the same orders: the later snapshot
+  // fails with a serialization error, which PostgreSQL means to be retried, not shown to 1C. The
+  // jittered pause (on the worker thread) keeps several contenders from colliding again.
+  auto work = [snapshot](pqxx::connection& c) {
+    for (int attempt = 1;; ++attempt) {
+      try {
+        return snapshot(c);
+      } catch (const pqxx::serialization_failure&) {
+        if (attempt == 10) throw;
+        thread_local std::minstd_rand jitter{std::random_device{}()};
+        std::this_thread::sleep_for(std::chrono::milliseconds(jitter() % (5 * attempt + 1)));
+      }
+    }
   };
   const out_t out = co_await db_.run(work);
   spdlog::info("1c[{}] session {}: query: sent {} order(s)", source, sid, out.orders);

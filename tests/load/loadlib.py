@@ -30,6 +30,7 @@ SIZES = {
     "webhook_rate": ("OBMEN_LOAD_WEBHOOK_RATE", 1000, 1000),
     "webhook_seconds": ("OBMEN_LOAD_WEBHOOK_SECONDS", 10, 60),
     "webhook_products": ("OBMEN_LOAD_WEBHOOK_PRODUCTS", 20, 20),
+    "webhook_auth_weight": ("OBMEN_LOAD_AUTH_WEIGHT", 1, 4),
 }
 
 

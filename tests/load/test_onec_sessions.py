@@ -42,7 +42,7 @@ HEALTHZ_P99_MS = 100.0       # issue 9: asserted
 HEALTHZ_P99_IMPORT_MS = 50.0  # issue 7: reported
 RSS_LIMIT_MIB = 256.0
 POLL_PAUSE = 0.05            # between 'progress' answers of a running import
-LOG_PROBLEM = re.compile(r"(?m)^.*\b(error|critical)\b .*$")
+LOG_PROBLEM = re.compile(r"(?m)^.*\b(error|critical)\b .*$|^.*could not record the request.*$")
 
 
 class PacedClient(OneCClient):

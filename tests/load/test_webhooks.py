@@ -42,11 +42,16 @@ class WebhookBurst(unittest.TestCase):
         self.fake = FakeMoySklad(reference_dir=reference_dir()).start()
         self.addCleanup(self.fake.stop)
         self.fake.add_token(TOKEN)
+        # What a request costs МойСклад's budget of 45 units / 3 s: 4 with a user token (the long
+        # run), 1 with a solution token (CI, so that the drain fits its time budget).
+        self.weight = size("webhook_auth_weight")
+        self.fake.configure_ratelimit(weight=self.weight)
+        self.fake.generate(products=max(100, size("webhook_products")), variants_every=0)
         self.h = Harness.for_test(self)
         self.h.create_database()
         self.port = free_port()
         source = {"type": "moysklad", "base_url": self.fake.base_url + "/", "token": {"env": "OBMEN_MS_TOKEN"},
-                  "poll_interval": 0, "request_timeout": 10,
+                  "poll_interval": 0, "request_timeout": 10, "auth_weight": self.weight,
                   "webhooks": {"url": f"http://127.0.0.1:{self.port}{HOOK_PATH}"}}
         cfg = self.h.config({"http": {"port": self.port}, "log": {"level": "info"}, "sources": {SOURCE: source}})
         self.cfg_path = self.h.write_config(cfg)
@@ -118,6 +123,8 @@ class WebhookBurst(unittest.TestCase):
         repeated_rows = self.scalar(f"SELECT count(*) FROM obmen.webhook_events WHERE source = '{SOURCE}' AND deliveries > 1")
         fetches = fake_state["requests_total"] - requests_before
 
+        report.add("token", self.weight, f"{'solution' if self.weight == 1 else 'user'} token: {self.weight} unit(s) a request, "
+                                         f"45 units / 3 s")
         report.add("sent", sent, f"{sent} deliveries by {PROCESSES} processes ({len(ids)} distinct requestIds, "
                                  f"{repeats} repeats), {n_products} products named")
         report.add("answers", statuses, ", ".join(f"HTTP {k}: {v}" for k, v in sorted(statuses.items())) +
