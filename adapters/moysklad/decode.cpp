@@ -205,6 +205,7 @@ struct civil_time {
     t.second = static_cast<unsigned>(rem % 60);
     return t;
   }
+  bool four_digit_year() const { return year >= 0 && year <= 9999; }
   std::string format(char sep) const {
     char buf[40];
     std::snprintf(buf, sizeof buf, "%04d-%02u-%02u%c%02u:%02u:%02u", year, month, day, sep, hour, minute, second);
@@ -490,13 +491,15 @@ std::int64_t decimal_to_kopecks(std::string_view text) {
   d.int_part += d.frac_part.substr(0, 2);
   d.frac_part.erase(0, 2);
   round_to(d, 0);
-  std::int64_t v = 0;
+  // The magnitude as unsigned: a negative amount may reach 2^63 (INT64_MIN), a positive one 2^63 − 1.
+  std::uint64_t v = 0;
   const auto nz = d.int_part.find_first_not_of('0');
   const std::string mag = nz == std::string::npos ? "0" : d.int_part.substr(nz);
   const auto r = std::from_chars(mag.data(), mag.data() + mag.size(), v);
-  if (r.ec != std::errc() || r.ptr != mag.data() + mag.size())
+  constexpr std::uint64_t min_magnitude = std::uint64_t{1} << 63;
+  if (r.ec != std::errc() || r.ptr != mag.data() + mag.size() || v > (d.negative ? min_magnitude : min_magnitude - 1))
     throw decode_error("'" + std::string(text) + "' does not fit in kopecks");
-  return d.negative ? -v : v;
+  return d.negative ? static_cast<std::int64_t>(0 - v) : static_cast<std::int64_t>(v);
 }
 
 std::string quantity_to_decimal(const json& value, std::string_view what) {
@@ -508,6 +511,7 @@ std::optional<std::string> msk_to_utc(std::string_view msk) {
   auto t = parse_civil(msk, " ", false, rest);
   if (!t || !rest.empty()) return std::nullopt;
   civil_time u = civil_time::from_epoch(t->epoch_seconds() - msk_offset);
+  if (!u.four_digit_year()) return std::nullopt;  // "0000-01-01 00:00" is in year −1 UTC
   u.fraction = t->fraction;
   return u.format('T') + "Z";
 }
@@ -517,6 +521,7 @@ std::optional<std::string> utc_to_msk(std::string_view utc) {
   auto t = parse_civil(utc, "T ", true, rest);
   if (!t || !(rest == "Z" || rest == "+00:00" || rest == "+00")) return std::nullopt;
   civil_time m = civil_time::from_epoch(t->epoch_seconds() + msk_offset);
+  if (!m.four_digit_year()) return std::nullopt;  // "9999-12-31T23:00:00Z" is in year 10000 MSK
   m.fraction = t->fraction;
   return m.format(' ');
 }

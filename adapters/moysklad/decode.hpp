@@ -47,18 +47,19 @@ class decode_error : public std::runtime_error {
 std::string kopecks_to_decimal(const nlohmann::json& value, std::string_view what = "value");
 // Currency-unit decimal text ("555", "555.00", "123.455", "1 234,5") → kopecks, rounded half away
 // from zero to a whole kopeck ("123.455" → 12346). For writes (positions' price, …).
-// Throws decode_error naming the text when it is not a number or does not fit int64.
+// Throws decode_error naming the text when it is not a number or does not fit int64 (INT64_MIN
+// included: "-92233720368547758.08").
 std::int64_t decimal_to_kopecks(std::string_view text);
 // A quantity (stock, quantity: JSON number, fractional for weighed goods) → decimal text without
 // scaling: 11 → "11", 4.5 → "4.5", -5 → "-5". Throws decode_error when not a number.
 std::string quantity_to_decimal(const nlohmann::json& value, std::string_view what = "value");
 
 // MSK wire time "YYYY-MM-DD HH:MM[:SS[.fff]]" → UTC "YYYY-MM-DDTHH:MM:SS[.fff]Z" (the fraction is
-// kept as sent, minute precision gets ":00"); nullopt when the text is not such a time or names
-// an impossible date ("2024-02-30 …").
+// kept as sent, minute precision gets ":00"); nullopt when the text is not such a time, names
+// an impossible date ("2024-02-30 …") or converts to a year outside 0000–9999.
 std::optional<std::string> msk_to_utc(std::string_view msk);
 // UTC "YYYY-MM-DDTHH:MM:SS[.fff]Z" (also with ' ' for 'T', or "+00:00" for 'Z') → MSK wire time
-// "YYYY-MM-DD HH:MM:SS[.fff]"; nullopt when malformed.
+// "YYYY-MM-DD HH:MM:SS[.fff]"; nullopt when malformed or past year 9999 in MSK.
 std::optional<std::string> utc_to_msk(std::string_view utc);
 // A moment ↔ MSK wire text "YYYY-MM-DD HH:MM:SS" (whole seconds, truncated).
 std::string to_msk(std::chrono::system_clock::time_point t);

@@ -1,0 +1,43 @@
+// CommerceML catalog files (import*.xml, offers*.xml): the bytes as 1C uploads them, read by the
+// streaming sliced reader (what the daemon runs) and by the whole-document reader it is tested
+// against. Only commerceml::parse_error is expected. Both readers must agree: the same error
+// message, or the same calls with the same content (tests/support/catalog_dump.hpp). The chunk
+// and batch sizes vary with the input's length, so the slicer's chunk boundaries fall everywhere.
+#include <string>
+
+#include "commerceml/dom_reader.hpp"
+#include "commerceml/reader.hpp"
+#include "fuzz/fuzz_target.hpp"
+#include "tests/support/catalog_dump.hpp"
+
+namespace {
+
+using obmen::commerceml::parse_error;
+using obmen::commerceml::read_options;
+
+// The dump of what a reader delivered, or "error <what()>".
+template <class Read>
+std::string outcome(Read read) {
+  obmen::testing::catalog_recorder r;
+  try {
+    read(r);
+  } catch (const parse_error& e) {
+    return std::string("error ") + e.what();
+  }
+  return obmen::testing::dump(r);
+}
+
+}  // namespace
+
+OBMEN_FUZZ_TARGET(catalog) {
+  const auto text = bytes(data, size);
+  const read_options options{.batch_size = 1 + size % 3, .chunk_size = 1 + size % 97};
+  const std::string sliced = outcome([&](auto& sink) {
+    obmen::commerceml::read_catalog_buffer(text, "import.xml", sink, options);
+  });
+  const std::string whole = outcome([&](auto& sink) {
+    obmen::commerceml::detail::read_whole_document(text, "import.xml", sink, options);
+  });
+  expect(sliced == whole, "the sliced and whole-document readers disagree:\n--- sliced\n" + sliced +
+                              "\n--- whole\n" + whole);
+}
