@@ -16,6 +16,7 @@
 #include <utility>
 #include <variant>
 
+#include <malloc.h>
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
@@ -578,7 +579,7 @@ class queueing_sink final : public commerceml::catalog_sink {
 // the reader's order; exceptions from either side propagate to the caller, and the reader
 // thread is always joined before this returns.
 void read_ahead(const fs::path& file, commerceml::catalog_sink& sink, const commerceml::read_options& ropts) {
-  reader_queue queue(2);
+  reader_queue queue(1);
   std::thread reader([&] {
     std::exception_ptr error;
     try {
@@ -645,6 +646,11 @@ store::import_counts import_catalog_file(pqxx::connection& db, const fs::path& f
   for (auto& w : sink.warnings()) counts.warnings.push_back(std::move(w));
   if (options.before_commit) options.before_commit(tx, counts);
   tx.commit();
+  // The reader, mapping and store threads each allocated a few batches in malloc arenas of
+  // their own; glibc keeps freed arena memory, so without this a package's next file would add
+  // its peak to this one's (measured: 158 MB for import.xml and 141 MB for offers.xml alone,
+  // 225 MB for both in one process).
+  malloc_trim(0);
   return counts;
 }
 
