@@ -1,5 +1,7 @@
 #include "common/worker_pool.hpp"
 
+#include <poll.h>
+
 namespace obmen {
 
 namespace {
@@ -10,6 +12,15 @@ struct thread_connection {
 };
 thread_local thread_connection current;
 }  // namespace
+
+bool idle_connection_alive(pqxx::connection& c) {
+  if (!c.is_open()) return false;
+  const int fd = c.sock();
+  if (fd < 0) return false;
+  pollfd p{fd, POLLIN, 0};
+  const int n = ::poll(&p, 1, 0);
+  return n == 0;  // nothing to read, no hang-up: alive as far as we can tell
+}
 
 worker_pool::worker_pool(std::size_t threads, std::string database_url)
     : pool_(threads), url_(std::move(database_url)) {}
@@ -29,7 +40,8 @@ pqxx::connection& worker_pool::connection() {
   const unsigned generation = url_generation_.load();
   // A connection that broke (server restart, network) is replaced on the next task, so one
   // failed task does not poison the thread.
-  if (!current.conn || current.owner != this || current.generation != generation || !current.conn->is_open()) {
+  if (!current.conn || current.owner != this || current.generation != generation ||
+      !idle_connection_alive(*current.conn)) {
     std::string url;
     {
       std::lock_guard lock(url_mutex_);

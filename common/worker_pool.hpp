@@ -22,6 +22,12 @@
 
 namespace obmen {
 
+// Whether an idle connection (no query in flight) is still worth using, without a round trip:
+// the server sends nothing unasked to an idle session that does not LISTEN, so a readable socket
+// means it sent a termination notice (pg_terminate_backend, shutdown) or closed it (restart).
+// False → reconnect before the next task instead of failing that task.
+bool idle_connection_alive(pqxx::connection&);
+
 class worker_pool {
  public:
   worker_pool(std::size_t threads, std::string database_url);

@@ -1,5 +1,7 @@
 #include "config/config.hpp"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
@@ -148,7 +150,7 @@ void read_http(reader_context& ctx, const ys::map_reader& root, http_config& htt
   if (!root.has("http")) return;
   ys::map_reader m(ctx.out, root.get("http"), "http",
                    {"address", "port", "read_timeout", "write_timeout", "idle_timeout", "max_header_size",
-                    "max_body_size", "max_connections", "tls"},
+                    "max_body_size", "max_connections", "trusted_proxies", "tls"},
                    root.key_mark("http"));
   read_non_empty(ctx.out, m, "address", http.address);
   m.integer("port", http.port, 0, 65535);
@@ -158,6 +160,25 @@ void read_http(reader_context& ctx, const ys::map_reader& root, http_config& htt
   m.size("max_header_size", http.max_header_bytes, 1 * KiB, 1 * MiB);
   m.size("max_body_size", http.max_body_bytes, 1 * KiB, 1 * GiB);
   m.integer("max_connections", http.max_connections, 1, 100000);
+  if (m.has("trusted_proxies")) {
+    const YAML::Node list = m.get("trusted_proxies");
+    if (!list.IsSequence()) {
+      ctx.out.report(list, m.path("trusted_proxies"), "expected a list of IP addresses");
+    } else {
+      for (std::size_t i = 0; i < list.size(); ++i) {
+        const auto v = ys::read_string(ctx.out, list[i], ys::index(m.path("trusted_proxies"), i));
+        if (!v) continue;
+        // Canonical text (as the listener prints peers), so "::ffff:…" or "0::1" compare equal.
+        unsigned char bin[sizeof(in6_addr)];
+        char text[INET6_ADDRSTRLEN];
+        const int family = v->find(':') == std::string::npos ? AF_INET : AF_INET6;
+        if (::inet_pton(family, v->c_str(), bin) != 1 || !::inet_ntop(family, bin, text, sizeof text))
+          ctx.out.report(list[i], ys::index(m.path("trusted_proxies"), i), "'" + *v + "' is not an IP address");
+        else
+          http.trusted_proxies.emplace_back(text);
+      }
+    }
+  }
   if (m.has("tls")) {
     ys::map_reader t(ctx.out, m.get("tls"), m.path("tls"), {"certificate", "key"}, m.key_mark("tls"));
     if (t.require("certificate")) read_non_empty(ctx.out, t, "certificate", http.tls_certificate);
@@ -647,6 +668,11 @@ std::string describe_masked(const config& cfg) {
   line("http.max_header_size", format_size(cfg.http.max_header_bytes));
   line("http.max_body_size", format_size(cfg.http.max_body_bytes));
   line("http.max_connections", std::to_string(cfg.http.max_connections));
+  {
+    std::string proxies;
+    for (const auto& a : cfg.http.trusted_proxies) proxies += (proxies.empty() ? "" : ", ") + a;
+    line("http.trusted_proxies", proxies.empty() ? "none (X-Forwarded-For ignored)" : proxies);
+  }
   line("http.tls", cfg.http.tls_certificate.empty() ? "off (plain HTTP)"
                                                     : "certificate " + cfg.http.tls_certificate + ", key " + cfg.http.tls_key);
   line("log.level", cfg.log_level);

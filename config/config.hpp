@@ -49,6 +49,9 @@ struct http_config {
   int max_connections = 256;
   // http.tls: obmend's own TLS listener (PEM files; relative paths against the config file, or
   // $CREDENTIALS_DIRECTORY for the key when set). Both empty: plain HTTP (nginx in front).
+  // Addresses of reverse proxies (nginx) whose X-Forwarded-For obmend believes: for requests
+  // from them, the client is the last address in that header (logs, the failed-login limit).
+  std::vector<std::string> trusted_proxies;
   std::string tls_certificate;         // certificate chain, leaf first
   std::string tls_key;                 // private key (not encrypted)
 };

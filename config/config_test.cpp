@@ -368,6 +368,11 @@ TEST_CASE("http.tls") {
   REQUIRE(ok.ok());
   CHECK(ok.cfg->http.tls_certificate == "/etc/obmen/tls/cert.pem");
   CHECK(ok.cfg->http.tls_key == "/etc/k.pem");
+  CHECK(only_problem(minimal + "http:\n  trusted_proxies: [127.0.0.1, nginx]\n") ==
+        "obmen.yaml:9:32: http.trusted_proxies[1]: 'nginx' is not an IP address");
+  const auto proxies = obmen::config::parse(minimal + "http:\n  trusted_proxies: ['::1', 10.0.0.5]\n", "/etc/obmen/obmen.yaml");
+  REQUIRE(proxies.ok());
+  CHECK(proxies.cfg->http.trusted_proxies == std::vector<std::string>{"::1", "10.0.0.5"});
   CHECK(only_problem(minimal + "http:\n  tls: { certificate: c.pem }\n") ==
         "obmen.yaml:9:8: http.tls: missing required key 'key'");
 }
@@ -600,8 +605,8 @@ TEST_CASE("describe_masked shows every setting and never a secret") {
   CHECK(d.find("sources.second.path = /second\n") != std::string::npos);
   CHECK(d.find("sources.onec.orders_schema_version = 2.05\n") != std::string::npos);
   CHECK(d.find("sources.onec.timezone = Europe/Moscow\n") != std::string::npos);
-  // One line per setting: 17 general + 19 per source.
-  CHECK(std::count(d.begin(), d.end(), '\n') == 17 + 2 * 19);
+  // One line per setting: 18 general + 19 per source.
+  CHECK(std::count(d.begin(), d.end(), '\n') == 18 + 2 * 19);
 
   env_var url("OBMEN_DATABASE_URL", "postgresql://obmen:TopSecret3@db/obmen");
   const std::string e = cfg::describe_masked(*r.cfg);

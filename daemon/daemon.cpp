@@ -43,7 +43,7 @@ std::optional<loaded> load_all(const fs::path& path, std::vector<std::string>& p
 
 http_limits limits_of(const config::http_config& h) {
   return {h.read_timeout_seconds, h.write_timeout_seconds, h.idle_timeout_seconds, h.max_header_bytes, h.max_body_bytes,
-          h.max_connections};
+          h.max_connections, h.trusted_proxies};
 }
 
 // What the jobs runner needs of the configuration: every 1C source with its mapping and spool
@@ -167,6 +167,8 @@ class daemon_state {
         current_(std::move(l)),
         db_(static_cast<std::size_t>(current_.cfg.database.pool_size), config::database_url(current_.cfg)),
         imports_(static_cast<std::size_t>(std::max(1, current_.cfg.workers - 1)), config::database_url(current_.cfg)),
+        // /healthz has a connection of its own: it must answer while exchanges keep db_ busy.
+        health_(1, config::database_url(current_.cfg)),
         // МойСклад sources: each runs its own thread once started.
         moysklad_(make_moysklad(current_)),
         // Resync jobs (jobs/runner.hpp): constructed after the pools, idle until start().
@@ -203,7 +205,7 @@ class daemon_state {
 
   void build_routes() {
     http_server::route_table routes;
-    routes["/healthz"] = std::make_shared<healthz>(db_, started_);
+    routes["/healthz"] = std::make_shared<healthz>(health_, started_);
     routes["/metrics"] = std::make_shared<metrics_route>(db_, started_);
     std::map<std::string, std::shared_ptr<onec::exchange>> next;
     for (const auto& src : current_.cfg.onec) {
@@ -280,6 +282,7 @@ class daemon_state {
     const auto url = config::database_url(current_.cfg);
     db_.set_database_url(url);
     imports_.set_database_url(url);
+    health_.set_database_url(url);
     apply_log_level();
     spdlog::info("configuration reloaded:\n{}", config::describe_masked(current_.cfg));
     notify("READY=1\nSTATUS=" + status_line());
@@ -380,6 +383,7 @@ class daemon_state {
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   worker_pool db_;
   worker_pool imports_;
+  worker_pool health_;
   moysklad_services moysklad_;         // before jobs_: the runner's settings refer to them
   jobs::runner jobs_;
   http_server server_;

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <limits>
@@ -232,6 +233,19 @@ net::awaitable<void> http_server::serve(Stream& stream, std::list<session_state>
     const unsigned version = header.version();
     bool keep_alive = header.keep_alive();
     http::request req = to_request(header, remote);
+    // Behind a trusted proxy the client is the last X-Forwarded-For address (the one the proxy
+    // itself appended); anything before it came from the client and proves nothing.
+    if (!limits_.trusted_proxies.empty()) {
+      const std::string peer = remote.substr(0, remote.rfind(':'));
+      const std::string xff = req.header("x-forwarded-for");
+      if (!xff.empty() && std::find(limits_.trusted_proxies.begin(), limits_.trusted_proxies.end(), peer) !=
+                              limits_.trusted_proxies.end()) {
+        std::string last = xff.substr(xff.rfind(',') == std::string::npos ? 0 : xff.rfind(',') + 1);
+        last.erase(0, last.find_first_not_of(" \t"));
+        last.erase(last.find_last_not_of(" \t") + 1);
+        if (!last.empty()) req.remote = last + ":0";
+      }
+    }
     http::response res;
     const auto started = std::chrono::steady_clock::now();
 

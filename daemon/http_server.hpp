@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/http.hpp"
 #include "common/net.hpp"
@@ -27,6 +28,7 @@ struct http_limits {
   std::uint64_t max_header_bytes = 16 * 1024;
   std::uint64_t max_body_bytes = 1024 * 1024;
   int max_connections = 256;
+  std::vector<std::string> trusted_proxies;  // peers whose X-Forwarded-For names the client
 };
 
 class http_server {

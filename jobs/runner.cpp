@@ -106,7 +106,7 @@ struct runner::control {
   std::string url;
   std::unique_ptr<pqxx::connection> conn;
   pqxx::connection& get() {
-    if (!conn || !conn->is_open()) {
+    if (!conn || !idle_connection_alive(*conn)) {
       conn.reset();
       conn = std::make_unique<pqxx::connection>(url);
     }

@@ -269,7 +269,7 @@ void service::loop() {
     };
     busy_ = true;
     try {
-      if (!db || !db->is_open()) db = std::make_unique<pqxx::connection>(s.database_url);
+      if (!db || !idle_connection_alive(*db)) db = std::make_unique<pqxx::connection>(s.database_url);
       // 1. Webhook deliveries.
       const source_settings src = source_of(s);
       auto apply_webhook = [&](const queue::item& item) -> queue::outcome {
@@ -468,20 +468,22 @@ class webhook_intake final : public http::route {
     try {
       // Named, not a temporary: GCC 12 destroys temporaries of a co_await expression twice.
       auto work = [source = source_, request_id, body = std::move(body)](pqxx::connection& c) {
-        pqxx::work tx(c);
-        const auto row = tx.exec_params1(
-            R"(INSERT INTO obmen.webhook_events (source, request_id) VALUES ($1, $2)
-               ON CONFLICT (source, request_id) DO UPDATE SET deliveries = obmen.webhook_events.deliveries + 1
-               RETURNING deliveries)",
-            source, request_id);
-        const bool fresh = row[0].as<int>() == 1;
-        if (fresh) {
-          const auto item = queue::enqueue(tx, webhook_kind, inbound_target(source), json{{"request_id", request_id}, {"body", body}});
-          tx.exec_params("UPDATE obmen.webhook_events SET queue_item_id = $3 WHERE source = $1 AND request_id = $2", source,
-                         request_id, item.id);
-        }
-        tx.commit();
-        return fresh;
+        // One autocommitted statement (one round trip, one commit): the delivery row, and — only
+        // when this statement created it — its queue item, whose id is drawn first so the row can
+        // name it. A concurrent duplicate waits on the row's conflict and counts as a repeat.
+        pqxx::nontransaction tx(c);
+        const auto r = tx.exec_params(
+            R"(WITH ev AS (
+                 INSERT INTO obmen.webhook_events (source, request_id, queue_item_id)
+                 VALUES ($1, $2, nextval(pg_get_serial_sequence('obmen.queue', 'id')))
+                 ON CONFLICT (source, request_id) DO UPDATE SET deliveries = obmen.webhook_events.deliveries + 1
+                 RETURNING deliveries, queue_item_id)
+               INSERT INTO obmen.queue (id, kind, target, payload)
+               SELECT queue_item_id, $3, $4, $5::jsonb FROM ev WHERE deliveries = 1
+               RETURNING id)",
+            source, request_id, std::string(webhook_kind), inbound_target(source),
+            json{{"request_id", request_id}, {"body", body}}.dump());
+        return !r.empty();
       };
       queued = co_await db_.run(work);
     } catch (const std::exception& e) {

@@ -529,3 +529,36 @@ class HostileInputs(ExchangeTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class BehindAProxy(ExchangeTestCase):
+    """http.trusted_proxies: the failed-login limit counts the client nginx names in
+    X-Forwarded-For, not nginx itself; a client talking to obmend directly cannot pick an address
+    by sending the header."""
+
+    def setUp(self):
+        self.h = Harness.for_test(self)
+        self.h.create_database()
+
+    def failed_logins(self, d, xff: str, n: int):
+        c = OneCClient(d.url(), "intruder", "guess")
+        self.addCleanup(c.close)
+        answers = []
+        for _ in range(n):
+            answers.append(c.send("checkauth", "GET", c.target("checkauth", with_sessid=False), basic_auth=True,
+                                  cookie=False, extra_headers={"X-Forwarded-For": xff}))
+        return answers
+
+    def test_the_limit_follows_the_forwarded_client(self):
+        d = self.h.start_daemon(self.h.config({"http": {"trusted_proxies": ["127.0.0.1"]}}))
+        answers = self.failed_logins(d, "198.51.100.7, 203.0.113.5", 11)
+        self.assertRegex(answers[-1].text, r"too many failed logins for user 'intruder' from 203\.0\.113\.5; ")
+        # Another client behind the same proxy is not locked out by the first one's failures.
+        other = self.failed_logins(d, "203.0.113.6", 1)[0]
+        self.assertIn("wrong user name or password", other.text)
+        self.assertIn("203.0.113.5", d.log())
+
+    def test_an_untrusted_peer_cannot_choose_its_address(self):
+        d = self.h.start_daemon(self.h.config())
+        answers = [self.failed_logins(d, f"203.0.113.{i}", 1)[0] for i in range(11)]
+        self.assertRegex(answers[-1].text, r"too many failed logins for user 'intruder' from 127\.0\.0\.1; ")
