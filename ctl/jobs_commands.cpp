@@ -1,5 +1,6 @@
 #include <algorithm>
 #include "ctl/jobs_commands.hpp"
+#include "ctl/terminal.hpp"
 
 #include "ctl/commands.hpp"
 
@@ -428,17 +429,19 @@ void print_common(const json& s) {
   line("queue", q.empty() ? "empty" : q);
   bool first = true;
   for (const auto& e : s["errors"]["files"]) {
-    line(first ? "errors" : "", "session " + std::to_string(e["session"].get<std::int64_t>()) + " " +
+    line(first ? "errors" : "", paint("session " + std::to_string(e["session"].get<std::int64_t>()), tone::bad,
+                                      colour_on(STDOUT_FILENO)) + " " +
                                     e["file"].get<std::string>() + ": " + e["error"].get<std::string>() + " (" +
                                     age(e["age_seconds"].get<double>()) + ")");
     first = false;
   }
   for (const auto& e : s["errors"]["jobs"]) {
-    line(first ? "errors" : "", "job " + std::to_string(e["job"].get<std::int64_t>()) + " " + e["entity"].get<std::string>() +
+    line(first ? "errors" : "", paint("job " + std::to_string(e["job"].get<std::int64_t>()), tone::bad, colour_on(STDOUT_FILENO)) +
+                                    " " + e["entity"].get<std::string>() +
                                     ": " + e["error"].get<std::string>() + " (" + age(e["age_seconds"].get<double>()) + ")");
     first = false;
   }
-  if (first) line("errors", "none");
+  if (first) line("errors", paint("none", tone::good, colour_on(STDOUT_FILENO)));
 }
 
 void print_status(const std::string& name, const json& s) {
@@ -532,10 +535,15 @@ int list_jobs(const jobs_cli& a, const global_options& g) {
     }
     std::printf("%6s  %-9s  %-10s  %-14s  %-11s  %-19s  %-9s  %s\n", "ID", "STATE", "SOURCE", "ENTITY", "MODE",
                 "CREATED", "TIME", "OUTCOME");
-    for (const auto& j : all)
-      std::printf("%6lld  %-9s  %-10s  %-14s  %-11s  %-19s  %-9s  %s\n", static_cast<long long>(j.id), j.state.c_str(),
+    const bool colour = colour_on(STDOUT_FILENO);
+    for (const auto& j : all) {
+      std::string state = j.state;
+      state.resize(std::max<std::size_t>(state.size(), 9), ' ');
+      std::printf("%6lld  %s  %-10s  %-14s  %-11s  %-19s  %-9s  %s\n", static_cast<long long>(j.id),
+                  paint(state, tone_of_state(j.state), colour).c_str(),
                   j.source.c_str(), j.entity.c_str(), (j.mode + (j.dry_run ? ",dry" : "")).c_str(),
                   when(j.created_at).c_str(), seconds_text(j.seconds).c_str(), first_line_of(j).substr(0, 120).c_str());
+    }
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "obmenctl jobs list: " << e.what() << "\n";

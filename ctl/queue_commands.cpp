@@ -1,6 +1,7 @@
 #include "ctl/queue_commands.hpp"
 
 #include "ctl/commands.hpp"
+#include "ctl/terminal.hpp"
 
 #include <unistd.h>
 
@@ -79,7 +80,9 @@ std::vector<std::string> columns(const queue::item& it) {
           last_error(it)};
 }
 
-void print_table(const std::vector<std::vector<std::string>>& rows) {
+// Aligned columns; `state_column` (when set) is painted by tone_of_state after padding.
+void print_table(const std::vector<std::vector<std::string>>& rows, int state_column = -1) {
+  const bool colour = colour_on(STDOUT_FILENO);
   std::vector<std::size_t> widths;
   for (const auto& r : rows) {
     widths.resize(std::max(widths.size(), r.size()), 0);
@@ -87,8 +90,9 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
   }
   for (const auto& r : rows) {
     std::string line;
+    const bool header = &r == &rows.front();
     for (std::size_t i = 0; i < r.size(); ++i) {
-      line += r[i];
+      line += !header && static_cast<int>(i) == state_column ? paint(r[i], tone_of_state(r[i]), colour) : r[i];
       if (i + 1 < r.size()) line += std::string(widths[i] - width(r[i]) + 2, ' ');
     }
     std::cout << line << "\n";
@@ -153,7 +157,7 @@ int run_list(const queue_cli& q, const global_options& g) {
     if (items.empty())
       std::cout << "no items\n";
     else
-      print_table(rows);
+      print_table(rows, 1);
     const auto depth = queue::depth_by_state(tx, f.target);
     std::string summary;
     for (auto st : queue::all_states)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import unittest
 
@@ -50,12 +51,14 @@ class QueueCli(unittest.TestCase):
         rows = self.h.psql(f"SELECT state FROM obmen.queue WHERE id = {item_id}")
         return rows[0][0] if rows else None
 
-    def on_terminal(self, *args: str) -> tuple[int, str]:
-        """Runs obmenctl with stdout on a pseudo-terminal; (exit code, what it printed)."""
+    def on_terminal(self, *args: str, env: dict | None = None, raw: bool = False) -> tuple[int, str]:
+        """Runs obmenctl with stdout on a pseudo-terminal; (exit code, what it printed — colour
+        codes removed unless raw)."""
         master, slave = pty.openpty()
         argv = [obmenctl_path(), "--config", str(self.cfg), "queue", *args]
+        env = env or {k: v for k, v in self.h.env().items() if k not in ("NO_COLOR", "TERM")}
         p = subprocess.Popen(argv, stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                             env=self.h.env(), cwd=str(self.h.dir))
+                             env=env, cwd=str(self.h.dir))
         os.close(slave)
         chunks = []
         while True:
@@ -69,7 +72,8 @@ class QueueCli(unittest.TestCase):
         os.close(master)
         code = p.wait(EVENT_TIMEOUT)
         p.stderr.close()
-        return code, b"".join(chunks).decode("utf-8").replace("\r\n", "\n")
+        out = b"".join(chunks).decode("utf-8").replace("\r\n", "\n")
+        return code, out if raw else re.sub(r"\x1b\[[0-9;]*m", "", out)
 
     # -- list
 
@@ -137,6 +141,14 @@ class QueueCli(unittest.TestCase):
         self.assertIn("permanent: 400: ИНН контрагента неверен", table[1])
         self.assertEqual(lines[5], "")
         self.assertEqual(lines[6], "queue: pending 1, in_flight 0, done 1, dead 3")
+
+        # States are coloured on a terminal (dead red, pending yellow), not under NO_COLOR or piped.
+        code, raw = self.on_terminal("list", raw=True)
+        self.assertIn("\x1b[1;31mdead\x1b[0m", raw)
+        self.assertIn("\x1b[33mpending\x1b[0m", raw)
+        code, raw = self.on_terminal("list", raw=True, env=dict(self.h.env(), NO_COLOR="1"))
+        self.assertNotIn("\x1b[", raw)
+        self.assertNotIn("\x1b[", self.ok("list").stdout)
 
         code, out = self.on_terminal("list", "--target", "nowhere")
         self.assertEqual(code, 0, out)
