@@ -312,13 +312,16 @@ class run {
 
   // ── deletions ──
   // Deactivates by external id. NOTE: portal SQL outside the store — catalog_writer has no
-  // "deactivate these ids" call yet; move this there (same statements) when it gets one.
+  // "deactivate these ids" call yet; move this there (same statements) when it gets one. Clears
+  // content_hash (migration 0006): the next import of the row must compare it in full, or a
+  // product sent again unchanged would stay inactive.
   void deactivate(const std::string& entity, const std::string& id) {
     std::string sql;
     if (entity == "products")
-      sql = "UPDATE portal.products SET active = false, updated_at = now() WHERE source = $1 AND external_id = $2 AND active";
+      sql = "UPDATE portal.products SET active = false, content_hash = NULL, updated_at = now() "
+            "WHERE source = $1 AND external_id = $2 AND active";
     else if (entity == "offers")
-      sql = "UPDATE portal.offers SET active = false, updated_at = now() "
+      sql = "UPDATE portal.offers SET active = false, content_hash = NULL, updated_at = now() "
             "WHERE source = $1 AND (external_id = $2 OR product_external_id = $2) AND active";
     else
       sql = "UPDATE portal.categories SET active = false, updated_at = now() WHERE source = $1 AND external_id = $2 AND active";

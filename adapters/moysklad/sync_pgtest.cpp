@@ -481,6 +481,11 @@ TEST_CASE("webhook events: an update is fetched and applied, a DELETE and a 404 
   CHECK(f.one("SELECT active FROM portal.offers WHERE external_id = '" + variant + "'") == "f");
   REQUIRE(d.warnings.size() == 1);
   CHECK(d.warnings[0] == "webhook event 3, webhook '" + pumpkin + "': type 'webhook' is not synced; skipped");
+
+  // Restored in МойСклад and synced again unchanged: active again (the deactivation forgot the
+  // row's content hash, so the import compares it in full instead of skipping it).
+  ms::sync_full(*f.conn, f.api, f.settings, "catalog");
+  CHECK(f.one("SELECT active FROM portal.products WHERE external_id = '" + bananas + "'") == "t");
 }
 
 TEST_CASE("stock: full per store, incremental by changedSince, the stock webhook's report") {
