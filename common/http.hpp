@@ -69,4 +69,10 @@ class route {
 
 std::string percent_decode(std::string_view, bool plus_as_space);
 
+// %XX-encodes every byte but the unreserved ones (A-Z a-z 0-9 - . _ ~) and those in `also_plain`;
+// keep_escapes leaves an existing valid %XX as it is (so an already encoded URL is not encoded
+// twice). A query value: percent_encode(v). A whole URL path+query: percent_encode(u,
+// "!$&'()*+,;=:@/?", true).
+std::string percent_encode(std::string_view, std::string_view also_plain = {}, bool keep_escapes = false);
+
 }  // namespace obmen::http

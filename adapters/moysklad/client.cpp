@@ -1,5 +1,7 @@
 #include "adapters/moysklad/client.hpp"
 
+#include "common/http.hpp"
+
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
@@ -314,25 +316,7 @@ bool is_redirect(int status) { return status == 301 || status == 302 || status =
 
 }  // namespace
 
-std::string encode_url(std::string_view s) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  const auto is_hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    const bool escape_start = c == '%' && i + 2 < s.size() && is_hex(s[i + 1]) && is_hex(s[i + 2]);
-    const bool plain = std::isalnum(c) || std::string_view("-._~!$&'()*+,;=:@/?").find(static_cast<char>(c)) != std::string_view::npos;
-    if (c < 0x80 && (plain || escape_start)) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
+std::string encode_url(std::string_view s) { return http::percent_encode(s, "!$&'()*+,;=:@/?", true); }
 
 // ---------------------------------------------------------------------------------------------
 
