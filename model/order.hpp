@@ -43,6 +43,11 @@ struct counterparty {                  // Контрагенты/Контраг�
   std::vector<representative> representatives;
   bool active = true;                  // false on ПометкаУдаления=true
   std::string version;                 // НомерВерсии
+  // Terms the ERP keeps for the customer (МойСклад: priceType, owner; 1C's CommerceML carries
+  // neither). Empty = not carried: the portal keeps what it has.
+  std::string price_type_id;           // the ERP's id of the customer's price type (segment)
+  std::string manager_id;              // the ERP's id of the responsible employee …
+  std::string manager;                 // … and their name (filled by the adapter when it can)
 };
 
 struct order_line {                    // Товары/Товар

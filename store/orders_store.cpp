@@ -279,28 +279,37 @@ class applier {
     }
 
     if (id) {
-      // What the ERP left empty keeps the portal's value.
+      // What the ERP left empty keeps the portal's value (a price type the portal does not know
+      // yet, too).
       auto u = tx_.exec_params(R"sql(
         WITH n AS (
           SELECT c.id, $2::text AS source, $3::text AS external_id, $4::text AS name,
                  coalesce($5, c.legal_name) AS legal_name, coalesce($6, c.inn) AS inn,
-                 coalesce($7, c.kpp) AS kpp, $8::boolean AS active
+                 coalesce($7, c.kpp) AS kpp, $8::boolean AS active,
+                 coalesce((SELECT t.id FROM portal.price_types t WHERE t.source = $2 AND t.external_id = $9),
+                          c.price_type_id) AS price_type_id,
+                 coalesce($10, c.manager) AS manager
           FROM portal.counterparties c WHERE c.id = $1)
         UPDATE portal.counterparties c
         SET source = n.source, external_id = n.external_id, name = n.name, legal_name = n.legal_name,
-            inn = n.inn, kpp = n.kpp, active = n.active, updated_at = now()
+            inn = n.inn, kpp = n.kpp, active = n.active, price_type_id = n.price_type_id, manager = n.manager,
+            updated_at = now()
         FROM n
-        WHERE c.id = n.id AND (c.source, c.external_id, c.name, c.legal_name, c.inn, c.kpp, c.active)
-              IS DISTINCT FROM (n.source, n.external_id, n.name, n.legal_name, n.inn, n.kpp, n.active)
+        WHERE c.id = n.id AND (c.source, c.external_id, c.name, c.legal_name, c.inn, c.kpp, c.active, c.price_type_id,
+                               c.manager)
+              IS DISTINCT FROM (n.source, n.external_id, n.name, n.legal_name, n.inn, n.kpp, n.active, n.price_type_id,
+                                n.manager)
         RETURNING c.id)sql",
                                *id, o_.source, c.external_id, name, non_empty(legal), non_empty(c.inn),
-                               non_empty(c.kpp), c.active);
+                               non_empty(c.kpp), c.active, non_empty(c.price_type_id), non_empty(c.manager));
       ++(u.empty() ? count("counterparties").unchanged : count("counterparties").updated);
     } else {
-      id = tx_.exec_params1("INSERT INTO portal.counterparties (source, external_id, name, legal_name, inn, kpp, active) "
-                            "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+      id = tx_.exec_params1("INSERT INTO portal.counterparties (source, external_id, name, legal_name, inn, kpp, active, "
+                            "price_type_id, manager) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+                            "(SELECT t.id FROM portal.price_types t WHERE t.source = $1 AND t.external_id = $8), $9) "
+                            "RETURNING id",
                             o_.source, c.external_id, name, non_empty(legal), non_empty(c.inn), non_empty(c.kpp),
-                            c.active)[0]
+                            c.active, non_empty(c.price_type_id), non_empty(c.manager))[0]
                .as<std::int64_t>();
       ++count("counterparties").inserted;
     }

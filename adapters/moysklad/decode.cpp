@@ -1,5 +1,7 @@
 #include "adapters/moysklad/decode.hpp"
 
+#include "common/http.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -535,7 +537,13 @@ std::optional<std::chrono::system_clock::time_point> parse_msk(std::string_view 
   std::string_view rest;
   auto t = parse_civil(msk, " ", false, rest);
   if (!t || !rest.empty()) return std::nullopt;
-  return std::chrono::system_clock::time_point(std::chrono::seconds(t->epoch_seconds() - msk_offset));
+  // system_clock counts nanoseconds in 64 bits: years 1678..2262 only.
+  using clock = std::chrono::system_clock;
+  const std::int64_t s = t->epoch_seconds() - msk_offset;
+  if (s <= std::chrono::floor<std::chrono::seconds>(clock::time_point::min()).time_since_epoch().count() ||
+      s >= std::chrono::floor<std::chrono::seconds>(clock::time_point::max()).time_since_epoch().count())
+    return std::nullopt;
+  return clock::time_point(std::chrono::seconds(s));
 }
 
 std::string id_from_href(std::string_view href) {
@@ -560,20 +568,7 @@ std::optional<std::string> ref_id(const json* ref, std::string_view what) {
   return id_from_href(href->get<std::string>());
 }
 
-std::string url_encode(std::string_view s) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
+std::string url_encode(std::string_view s) { return http::percent_encode(s); }
 
 std::string error_message(const json& body) {
   const json* errors = member(body, "errors");
@@ -824,6 +819,9 @@ model::counterparty decode_counterparty(const json& row) {
   if (auto phone = opt_string(row, "phone"); !phone.empty()) c.contacts.push_back({"ТелефонРабочий", std::move(phone)});
   c.active = !opt_bool(row, "archived", false);
   c.version = opt_string(row, "updated");
+  if (const auto pt = ref_id(member(row, "priceType"), "priceType")) c.price_type_id = *pt;
+  if (const auto owner = ref_id(member(row, "owner"), "owner")) c.manager_id = *owner;
+  if (const json* o = member(row, "owner"); o && o->is_object()) c.manager = opt_string(*o, "name");
   return c;
 }
 

@@ -61,7 +61,8 @@ std::optional<std::string> msk_to_utc(std::string_view msk);
 // UTC "YYYY-MM-DDTHH:MM:SS[.fff]Z" (also with ' ' for 'T', or "+00:00" for 'Z') → MSK wire time
 // "YYYY-MM-DD HH:MM:SS[.fff]"; nullopt when malformed or past year 9999 in MSK.
 std::optional<std::string> utc_to_msk(std::string_view utc);
-// A moment ↔ MSK wire text "YYYY-MM-DD HH:MM:SS" (whole seconds, truncated).
+// A moment ↔ MSK wire text "YYYY-MM-DD HH:MM:SS" (whole seconds, truncated). parse_msk gives
+// nullopt for a time system_clock cannot hold (before 1678 or after 2262).
 std::string to_msk(std::chrono::system_clock::time_point t);
 std::optional<std::chrono::system_clock::time_point> parse_msk(std::string_view msk);
 

@@ -270,8 +270,39 @@ class run {
 
   // ── counterparties and documents ──
   void put_counterparties(const std::vector<model::counterparty>& items) {
-    for (const auto& c : items) counterparties_[c.external_id] = c;
-    apply({}, items);
+    std::vector<model::counterparty> named = items;
+    name_managers(named);
+    for (const auto& c : named) counterparties_[c.external_id] = c;
+    apply({}, named);
+  }
+
+  // owner → the employee's name (entity/employee, read once per run). A user without the right to
+  // read employees gets one warning; the portal then keeps its managers.
+  void name_managers(std::vector<model::counterparty>& items) {
+    bool wanted = false;
+    for (const auto& c : items) wanted = wanted || (!c.manager_id.empty() && c.manager.empty());
+    if (!wanted) return;
+    if (!employees_) {
+      employees_.emplace();
+      try {
+        api_.for_each_page("entity/employee?limit=1000", [&](const json& rows) {
+          for (const auto& e : rows) {
+            if (!e.is_object() || !e.contains("id") || !e["id"].is_string()) continue;
+            std::string name = e.value("fullName", std::string());
+            if (name.empty()) name = e.value("name", std::string());
+            (*employees_)[e["id"].get<std::string>()] = name;
+          }
+          return true;
+        });
+      } catch (const api_error& e) {
+        if (e.transient()) throw;
+        warnings_.push_back(std::string("employees (entity/employee) cannot be read: ") + e.what() +
+                            "; counterparties' managers left as they are");
+      }
+    }
+    for (auto& c : items)
+      if (c.manager.empty())
+        if (auto it = employees_->find(c.manager_id); it != employees_->end()) c.manager = it->second;
   }
 
   void put_documents(std::vector<model::document>& docs) {
@@ -393,6 +424,7 @@ class run {
       std::vector<model::counterparty> full;
       for (const auto& c : d.counterparties)
         if (auto it = counterparties_.find(c.external_id); it != counterparties_.end()) full.push_back(it->second);
+      name_managers(full);
       d.counterparties = std::move(full);
     }
   }
@@ -466,6 +498,7 @@ class run {
   store::import_counts extra_;
   lookups lookups_;
   std::map<std::string, model::counterparty> counterparties_;
+  std::optional<std::map<std::string, std::string>> employees_;  // employee id → name, once read
   std::set<std::string> absent_;
   bool all_counterparties_ = false;
   bool have_currencies_ = false, have_uoms_ = false, have_states_ = false, have_price_types_ = false,

@@ -126,6 +126,14 @@ class FullAndIncremental(MoySkladBase):
             f"WHERE o.source = 'ms' AND o.external_id = '{product['id']}' AND t.external_id = '{sale['priceType']['id']}' LIMIT 1")
         self.assertIsNotNone(stored, "the product's sale price is in the portal")
         self.assertEqual(float(stored), sale["value"] / 100)
+        # Counterparties carry the customer's price type and manager (owner → the employee's name).
+        with_type = [c for c in self.fake.all_entities("counterparty") if c.get("priceType")]
+        self.assertTrue(with_type, "the seed has a counterparty with a price type")
+        row = self.h.query_json("SELECT t.external_id AS price_type, c.manager FROM portal.counterparties c "
+                                "LEFT JOIN portal.price_types t ON t.id = c.price_type_id "
+                                f"WHERE c.source = 'ms' AND c.external_id = '{with_type[0]['id']}'")[0]
+        self.assertEqual(row["price_type"], with_type[0]["priceType"]["meta"]["href"].rsplit("/", 1)[1])
+        self.assertEqual(row["manager"], "Администратор Аккаунта")
         before = self.portal_digest()
         r = self.resync("all")
         self.assertEqual(self.portal_digest(), before)

@@ -64,7 +64,7 @@ DEFAULT_PRICE_TYPE_EXTERNAL_CODE = "cbcf493b-55bc-11d9-848a-00112f43529a"
 # Entity collections held in memory (entity/<type>).
 ENTITY_TYPES = ("currency", "uom", "productfolder", "product", "variant", "service", "store",
                 "organization", "counterparty", "customerorder", "invoiceout", "demand",
-                "webhook", "webhookstock")
+                "webhook", "webhookstock", "employee")
 DOCUMENT_POSITION_TYPES = {"customerorder": "customerorderposition", "invoiceout": "invoiceposition",
                            "demand": "demandposition"}
 ASSORTMENT_TYPES = ("product", "variant", "service")
@@ -520,6 +520,11 @@ class FakeMoySklad:
             ("webhook", ("webhook_list_response.json",)),
             ("webhookstock", ("webhookstock_list_response.json",)),
         )
+        # The one employee every seeded entity's owner points at (the samples' account admin).
+        self.entities["employee"][EMPLOYEE_ID] = {
+            "meta": self.meta("employee", EMPLOYEE_ID), "id": EMPLOYEE_ID, "accountId": ACCOUNT_ID,
+            "name": "Администратор", "fullName": "Администратор Аккаунта", "uid": DEFAULT_LOGIN,
+            "externalCode": self._new_external_code(), "updated": fmt_msk(self.clock.now())}
         for type_, files in plan:
             for row in self._sample_rows(*files):
                 row["meta"] = self.meta(type_, row["id"])
