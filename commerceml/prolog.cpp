@@ -69,11 +69,14 @@ std::string utf8_document(std::string_view body, const prolog& pro, std::string_
     // Both accepted names are at least 5 characters long, so "utf-8" plus its closing quote
     // and padding spaces fit where the old value was.
     if (pro.value_offset != std::string::npos) {
-      const char quote = text[pro.value_offset - 1];
+      // value_offset counts windows-1251 bytes; any byte >= 0x80 before the value (in another
+      // attribute) takes two or three in UTF-8, so find the value in the converted text.
+      const std::size_t at = cp1251_to_utf8(body.substr(0, pro.value_offset)).size();
+      const char quote = text[at - 1];
       std::string value = "utf-8";
       value += quote;
       value.resize(pro.value_length + 1, ' ');
-      text.replace(pro.value_offset, value.size(), value);
+      text.replace(at, value.size(), value);
     }
   } else {
     if (const std::size_t bad = find_invalid_utf8(body); bad != std::string_view::npos) {
@@ -83,6 +86,11 @@ std::string utf8_document(std::string_view body, const prolog& pro, std::string_
       throw parse_error(std::string(file_name), at.line, at.column, std::string("invalid UTF-8 byte ") + hex);
     }
     text.assign(body);
+  }
+  // XML has no U+0000, and pugixml would take one for the end of the text.
+  if (const std::size_t nul = text.find('\0'); nul != std::string::npos) {
+    const text_pos at = advance({}, std::string_view(text).substr(0, nul));
+    throw parse_error(std::string(file_name), at.line, at.column, "invalid character U+0000");
   }
   return text;
 }

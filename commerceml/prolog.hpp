@@ -25,7 +25,7 @@ inline constexpr std::size_t prolog_head_size = 4096;
 // The whole document (`body` = the bytes after the BOM) as UTF-8 text for pugixml: windows-1251
 // is converted and its declaration made to say utf-8 without moving any position (encoding=
 // "windows-1251" becomes encoding="utf-8" padded with spaces); UTF-8 is validated. Throws
-// parse_error with the position of the first invalid byte.
+// parse_error with the position of the first invalid byte, or of a U+0000 (XML has none).
 std::string utf8_document(std::string_view body, const prolog& pro, std::string_view file_name);
 
 }  // namespace obmen::commerceml::detail

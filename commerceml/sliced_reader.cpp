@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cctype>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -72,7 +73,8 @@ class scanner {
     return std::string_view(window_).substr(from - base_, to - from);
   }
   bool fill();
-  void decode(std::string_view raw);
+  void decode(std::string_view raw);        // appends raw to the window as UTF-8, or fails
+  void decode_bytes(std::string_view raw);
   bool ensure(std::size_t abs) {
     while (end() < abs)
       if (!fill()) return false;
@@ -192,6 +194,17 @@ bool scanner::fill() {
 }
 
 void scanner::decode(std::string_view raw) {
+  const std::size_t from = end();
+  decode_bytes(raw);
+  // XML has no U+0000, and pugixml would take one for the end of the text: the whole-document
+  // reader rejects it the same way (prolog.cpp, utf8_document).
+  const char* fresh = window_.data() + (from - base_);
+  if (const void* nul = std::memchr(fresh, '\0', end() - from))
+    fail(file_, pos_at(from + static_cast<std::size_t>(static_cast<const char*>(nul) - fresh)),
+         "invalid character U+0000");
+}
+
+void scanner::decode_bytes(std::string_view raw) {
   if (prolog_.cp1251) {
     window_ += cp1251_to_utf8(raw);
     return;
@@ -313,6 +326,15 @@ std::size_t scanner::scan_markup(std::size_t lt) {
   if (c == '?') {
     const std::size_t close = find("?>", lt + 2);
     if (close == npos) fail_at_eof();
+    // Like pugixml: a target name right after "<?", then white space or the "?>" ("<??>" is not
+    // a processing instruction).
+    const std::string_view pi = view(lt + 2, close);
+    std::size_t n = 0;
+    while (n < pi.size() && (is_name_start(pi[n]) || (n > 0 && (std::isdigit(static_cast<unsigned char>(pi[n])) ||
+                                                                pi[n] == '-' || pi[n] == '.'))))
+      ++n;
+    if (n == 0 || (n < pi.size() && !is_space(pi[n])))
+      fail_syntax(lt, close + 2, "Error parsing document declaration/processing instruction");
     return close + 2;
   }
   if (c == '!') {

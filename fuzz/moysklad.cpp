@@ -55,8 +55,12 @@ void check_string(const std::string& s) {
   }
   if (const auto msk = ms::utc_to_msk(s))
     expect(ms::msk_to_utc(*msk).has_value(), "utc_to_msk('" + s + "') = '" + *msk + "', which msk_to_utc rejects");
-  if (const auto t = ms::parse_msk(s))
-    expect(ms::parse_msk(ms::to_msk(*t)).has_value(), "to_msk(parse_msk('" + s + "')) does not parse");
+  if (const auto t = ms::parse_msk(s)) {
+    const std::string back = ms::to_msk(*t);
+    expect(ms::parse_msk(back).has_value(), "to_msk(parse_msk('" + s + "')) = '" + back + "' does not parse");
+    if (s.size() >= 19 && s[16] == ':')
+      expect(back == s.substr(0, 19), "to_msk(parse_msk('" + s + "')) = '" + back + "'");
+  }
 }
 
 // Every number and string in the body, without recursion (the body may nest deeply).
