@@ -7,6 +7,7 @@
 #   /lib/systemd/system/obmend.service                                 (Debian 12 unit directory)
 #   /usr/lib/sysusers.d/obmen.conf, /usr/lib/tmpfiles.d/obmen.conf
 #   /usr/share/man/man8/obmend.8.gz, /usr/share/man/man1/obmenctl.1.gz
+#   /usr/share/bash-completion/completions/obmenctl
 #   /usr/share/doc/obmen/{README.md,install.md,configuration.md,operations.md,security.md}
 # The component is EXCLUDE_FROM_ALL: `cmake --install` keeps installing what the other folders'
 # install() rules say, and the package gets only what is listed here.
@@ -23,6 +24,8 @@ install(FILES ${CMAKE_SOURCE_DIR}/systemd/obmen.sysusers DESTINATION lib/sysuser
         COMPONENT ${OBMEN_DEB_COMPONENT} EXCLUDE_FROM_ALL)
 install(FILES ${CMAKE_SOURCE_DIR}/systemd/obmen.tmpfiles DESTINATION lib/tmpfiles.d RENAME obmen.conf
         COMPONENT ${OBMEN_DEB_COMPONENT} EXCLUDE_FROM_ALL)
+install(FILES ${CMAKE_SOURCE_DIR}/ctl/completion/obmenctl.bash DESTINATION share/bash-completion/completions
+        RENAME obmenctl COMPONENT ${OBMEN_DEB_COMPONENT} EXCLUDE_FROM_ALL)
 
 # Man pages, gzipped -9n (reproducible: no name, no time stamp) at build time.
 find_program(GZIP_EXECUTABLE gzip)
