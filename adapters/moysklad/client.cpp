@@ -445,7 +445,7 @@ struct client::impl {
                                                           : limiter->window();
         limiter->penalize(wait);
         if (too_many >= options.max_429_tries) return a;
-        spdlog::warn("moysklad: {} {}: HTTP 429, retrying after {} ms (try {} of {})", std::string(req.method_string()),
+        spdlog::warn("moysklad[{}]: {} {}: HTTP 429, retrying after {} ms (try {} of {})", options.name, std::string(req.method_string()),
                      final_url, wait.count(), too_many + 1, options.max_429_tries);
         continue;
       }
@@ -477,7 +477,7 @@ struct client::impl {
         bool keep_alive = false;
         const auto started = steady::now();
         answer a = c->exchange(req, options.request_timeout, options.max_response_bytes, keep_alive);
-        spdlog::debug("moysklad: {} {} -> {} ({} ms)", std::string(req.method_string()), u.str(), a.status,
+        spdlog::debug("moysklad[{}]: {} {} -> {} ({} ms)", options.name, std::string(req.method_string()), u.str(), a.status,
                       std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - started).count());
         count(a.status);
         if (keep_alive) give_back(std::move(c));
@@ -525,14 +525,15 @@ struct client::impl {
       std::lock_guard lock(stats_mutex);
       ++counters.tokens_obtained;
     }
-    spdlog::info("moysklad: obtained a new access token for {} (older tokens of this user are revoked)", options.login);
+    spdlog::info("moysklad[{}]: obtained a new access token for {} (older tokens of this user are revoked)", options.name,
+                 options.login);
     // The token stays in use for this run even when it cannot be stored; the next run would
     // then obtain another one (revoking this).
     if (!options.save_token) return;
     try {
       options.save_token(token);
     } catch (const std::exception& e) {
-      spdlog::error("moysklad: the new access token could not be saved: {}", e.what());
+      spdlog::error("moysklad[{}]: the new access token could not be saved: {}", options.name, e.what());
     }
   }
 
@@ -601,7 +602,7 @@ struct client::impl {
       std::string final_url;
       const answer a = transfer(method, u, body, auth, units, final_url);
       if (a.status == 401 && can_login() && attempt == 0) {
-        spdlog::warn("moysklad: {} {}: HTTP 401 with the current token, obtaining a new one", method_name, final_url);
+        spdlog::warn("moysklad[{}]: {} {}: HTTP 401 with the current token, obtaining a new one", options.name, method_name, final_url);
         renew_token(generation);
         continue;
       }

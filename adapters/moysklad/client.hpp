@@ -50,6 +50,7 @@
 namespace obmen::moysklad {
 
 struct client_options {
+  std::string name = "moysklad";                // the source's name, in every log line: moysklad[<name>]
   std::string base_url = "https://api.moysklad.ru/api/remap/1.2/";  // http:// is allowed (tests)
   std::string token;                            // Bearer token; secret
   std::string login;                            // user@account, only to obtain a token

@@ -84,6 +84,7 @@ void save_token(const fs::path& dir, const std::string& token) {
 
 std::shared_ptr<client> make_client(const service_settings& s) {
   client_options o;
+  o.name = s.cfg.name;
   o.base_url = s.cfg.base_url;
   if (s.cfg.token.configured()) o.token = s.cfg.token.resolve();
   if (!s.cfg.login.empty()) {

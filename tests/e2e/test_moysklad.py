@@ -142,6 +142,9 @@ class FullAndIncremental(MoySkladBase):
         for entity in ("catalog", "stock", "counterparties", "orders"):
             self.assertIsNotNone(status["sync"][entity], f"{entity} has a bookmark after a full sync")
         self.assertEqual(status["errors"], {"files": [], "jobs": []})
+        # Every line of the adapter names its source; the token never appears in the log.
+        self.assertRegex(self.daemon.log(), r"moysklad\[ms\]: GET http://127\.0\.0\.1:\d+/api/remap/1\.2/entity/product")
+        self.assertNotIn(TOKEN, self.daemon.log())
         text = self.h.ctl("status", config=self.cfg_path, env=self.env()).stdout
         self.assertRegex(text, r"(?m)^ms \(МойСклад, http://127\.0\.0\.1:\d+/api/remap/1\.2/\)$")
         self.assertRegex(text, r"(?m)^  catalog +synced up to \d{4}-\d\d-\d\d \d\d:\d\d:\d\d MSK, ")
