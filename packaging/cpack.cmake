@@ -8,7 +8,8 @@
 #   /usr/lib/sysusers.d/obmen.conf, /usr/lib/tmpfiles.d/obmen.conf
 #   /usr/share/man/man8/obmend.8.gz, /usr/share/man/man1/obmenctl.1.gz
 #   /usr/share/bash-completion/completions/obmenctl
-#   /usr/share/doc/obmen/{README.md,install.md,configuration.md,operations.md,security.md}
+#   /usr/share/doc/obmen/{README.md,install.md,configuration.md,operations.md,security.md,mapping.md,
+#                         onec.md,moysklad.md,metrics.md,orders.md}   (the admin's book)
 # The component is EXCLUDE_FROM_ALL: `cmake --install` keeps installing what the other folders'
 # install() rules say, and the package gets only what is listed here.
 
@@ -47,6 +48,8 @@ add_custom_target(obmen_man ALL DEPENDS ${obmen_man_gz})
 install(FILES ${CMAKE_SOURCE_DIR}/README.md ${CMAKE_SOURCE_DIR}/docs/install.md
               ${CMAKE_SOURCE_DIR}/docs/configuration.md ${CMAKE_SOURCE_DIR}/docs/operations.md
               ${CMAKE_SOURCE_DIR}/docs/security.md ${CMAKE_SOURCE_DIR}/docs/mapping.md
+              ${CMAKE_SOURCE_DIR}/docs/onec.md ${CMAKE_SOURCE_DIR}/docs/moysklad.md
+              ${CMAKE_SOURCE_DIR}/docs/metrics.md ${CMAKE_SOURCE_DIR}/docs/orders.md
         DESTINATION share/doc/obmen COMPONENT ${OBMEN_DEB_COMPONENT} EXCLUDE_FROM_ALL)
 
 # ─── CPack ─────────────────────────────────────────────────────────────────────────────────
