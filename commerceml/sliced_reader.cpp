@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cctype>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -326,14 +325,9 @@ std::size_t scanner::scan_markup(std::size_t lt) {
   if (c == '?') {
     const std::size_t close = find("?>", lt + 2);
     if (close == npos) fail_at_eof();
-    // Like pugixml: a target name right after "<?", then white space or the "?>" ("<??>" is not
-    // a processing instruction).
-    const std::string_view pi = view(lt + 2, close);
-    std::size_t n = 0;
-    while (n < pi.size() && (is_name_start(pi[n]) || (n > 0 && (std::isdigit(static_cast<unsigned char>(pi[n])) ||
-                                                                pi[n] == '-' || pi[n] == '.'))))
-      ++n;
-    if (n == 0 || (n < pi.size() && !is_space(pi[n])))
+    // Like pugixml with parse_default (which skips declarations and PIs unparsed): the target
+    // must start with a name character, so "<??>" or "<? x?>" is malformed.
+    if (close == lt + 2 || !is_name_start(at(lt + 2)))
       fail_syntax(lt, close + 2, "Error parsing document declaration/processing instruction");
     return close + 2;
   }
