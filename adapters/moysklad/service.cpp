@@ -372,7 +372,12 @@ void service::loop() {
           }
           return outcome;
         };
-        while (!stopping() && queue::run_once(*db, name, deliver).claimed > 0) {
+        // A batch of 10 deliveries is a few dozen requests (well under a minute within the rate
+        // limit); a worker that lost its database connection mid-batch leaves its items to be
+        // claimed again after this lease, not after the default 5 minutes.
+        queue::worker_options outbound;
+        outbound.lease = std::chrono::seconds(60);
+        while (!stopping() && queue::run_once(*db, name, deliver, outbound).claimed > 0) {
         }
       }
       // 3. Webhook registration (retried hourly while it fails) and polling.

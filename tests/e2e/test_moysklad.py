@@ -21,7 +21,7 @@ import unittest
 import urllib.parse
 from pathlib import Path
 
-from harness import EVENT_TIMEOUT, TIMEOUT_SCALE, Harness, reference_dir
+from harness import EVENT_TIMEOUT, TIMEOUT_SCALE, Harness, admin_database_url, reference_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes" / "moysklad"))
 from fake_moysklad import FakeMoySklad  # noqa: E402
@@ -228,6 +228,36 @@ class Orders(MoySkladBase):
         made = [c for c in self.fake.all_entities("counterparty") if c.get("syncId") == buyer["guid"]]
         self.assertEqual(len(made), 1)
         self.assertEqual((buyer["source"], buyer["external_id"]), (SOURCE, made[0]["id"]))
+
+    def test_orders_survive_database_connections_cut_during_delivery(self):
+        # What a PostgreSQL restart does to obmend: every connection of the test database is
+        # terminated, three times while the queue drains. obmend reconnects and goes on; every
+        # order reaches МойСклад exactly once (syncId) and is acknowledged; nothing is dead.
+        self.start(request_timeout=5)
+        self.resync("catalog")
+        self.fake.add_fault("delay", count=1000, path="/entity/customerorder", method="POST", delay_ms=200)
+        orders = [self.portal_order(f"П-3{i:03d}") for i in range(9)]
+        admin = admin_database_url()
+        cuts = 0
+
+        def acknowledged() -> int:
+            return self.h.count("SELECT count(*) FROM portal.orders WHERE exported_at IS NOT NULL")
+
+        deadline = time.monotonic() + 180 * TIMEOUT_SCALE
+        while acknowledged() < len(orders):
+            self.assertLess(time.monotonic(), deadline, f"orders not delivered; cuts {cuts}\n{self.daemon.log_excerpt()}")
+            if cuts < 3 and acknowledged() >= cuts * 3 and self.fake.all_entities("customerorder"):
+                self.h.psql(f"WITH chosen AS MATERIALIZED (SELECT pid FROM pg_stat_activity WHERE datname = "
+                            f"'{self.h.db_name}' AND backend_type = 'client backend' AND pid <> pg_backend_pid()) "
+                            f"SELECT pg_terminate_backend(pid) FROM chosen", url=admin)
+                cuts += 1
+            time.sleep(0.05)  # polling the database with a deadline
+        self.assertEqual(cuts, 3)
+        for o in orders:
+            self.assertEqual(len(self.orders_in_fake(o["guid"])), 1, f"order {o['guid']} exactly once")
+        self.assertEqual(self.h.count("SELECT count(*) FROM obmen.queue WHERE state = 'dead'"), 0)
+        status, _, body = self.daemon.http("GET", "/healthz")
+        self.assertEqual(status, 200, body)
 
     def test_a_new_portal_counterparty_is_created_once_and_adopted(self):
         self.start()
