@@ -67,7 +67,7 @@ def main(argv: list[str]) -> int:
             if not m:
                 continue
             lines.append(f"{'fuzz':<12} {m.group(1)}: {int(m.group(3)):,} executions, {m.group(2)}")
-            if m.group(2) != "OK":
+            if m.group(2).lower() != "ok":
                 bad.append(f"fuzz {m.group(1)}: {m.group(2)}")
 
     print("=== obmen reliability and security report ===")
