@@ -14,6 +14,7 @@
 #include "adapters/moysklad/sync.hpp"
 #include "common/metrics.hpp"
 #include "queue/queue.hpp"
+#include "store/import_metrics.hpp"
 
 namespace obmen::moysklad {
 
@@ -42,23 +43,13 @@ void declare_metrics() {
   r.counter("obmen_moysklad_rate_limit_waits_total", "Times a МойСклад request waited for the rate limit (budget or a 429), by source.");
   r.counter("obmen_moysklad_webhooks_total", "МойСклад webhook deliveries received, by source and outcome (queued, duplicate, rejected).");
   r.counter("obmen_moysklad_syncs_total", "МойСклад syncs finished, by source, kind (poll, webhook, resync) and outcome (ok, failed).");
-  r.gauge("obmen_last_successful_import_timestamp_seconds", "Unix time of the last successful import, by source and file kind.");
-  r.counter("obmen_import_rows_total", "Portal rows changed by imports and deactivate, by source, entity and change (inserted, updated, deactivated).");
-}
-
-void count_rows(const std::string& source, const store::import_counts& counts) {
-  auto& r = metrics::default_registry();
-  for (const auto& [entity, c] : counts.by_entity)
-    for (const auto& [change, n] : {std::pair{"inserted", c.inserted}, {"updated", c.updated}, {"deactivated", c.deactivated}})
-      if (n > 0) r.add("obmen_import_rows_total", {{"source", source}, {"entity", entity}, {"change", change}}, static_cast<double>(n));
+  store::declare_import_metrics();
 }
 
 void count_sync(const std::string& source, const std::string& kind, bool ok) {
   auto& r = metrics::default_registry();
   r.add("obmen_moysklad_syncs_total", {{"source", source}, {"kind", kind}, {"outcome", ok ? "ok" : "failed"}});
-  if (ok)
-    r.set("obmen_last_successful_import_timestamp_seconds", {{"source", source}, {"kind", kind}},
-          static_cast<double>(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()));
+  if (ok) store::mark_import_success(source, kind);
 }
 
 std::string read_saved_token(const fs::path& dir) {
@@ -225,7 +216,7 @@ json service::resync(pqxx::connection& c, const std::string& entity, const std::
   try {
     const auto counts = mode == "full" ? sync_full(c, *ms, source_of(s), entity, dry_run)
                                        : sync_incremental(c, *ms, source_of(s), entity, dry_run);
-    if (!dry_run) count_rows(s.cfg.name, counts);
+    if (!dry_run) store::count_import_rows(s.cfg.name, counts);
     count_sync(s.cfg.name, "resync", true);
     return json{{"summary", counts.summary()}, {"counts", counts.to_json()}, {"changed", counts.changed()}};
   } catch (...) {
@@ -279,7 +270,7 @@ void service::loop() {
           const auto counts = body.contains("reportUrl")
                                   ? apply_stock_report(*db, *ms, src, body.at("reportUrl").get<std::string>())
                                   : apply_events(*db, *ms, src, parse_webhook(body));
-          count_rows(name, counts);
+          store::count_import_rows(name, counts);
           count_sync(name, "webhook", true);
           spdlog::info("moysklad[{}]: webhook {} applied: {}", name, item.payload.value("request_id", ""), counts.summary());
           return queue::outcome::ok();
@@ -320,7 +311,7 @@ void service::loop() {
         if (!together.empty()) {
           try {
             const auto counts = apply_events(*db, *ms, src, events);
-            count_rows(name, counts);
+            store::count_import_rows(name, counts);
             count_sync(name, "webhook", true);
             for (const auto* item : together) queue::complete(*db, *item);
             spdlog::info("moysklad[{}]: {} webhook deliveries ({} events) applied: {}", name, together.size(), events.size(),
@@ -395,7 +386,7 @@ void service::loop() {
                                                     : clock::time_point::max();
         try {
           const auto counts = sync_incremental(*db, *ms, src, "all");
-          count_rows(name, counts);
+          store::count_import_rows(name, counts);
           count_sync(name, "poll", true);
           spdlog::info("moysklad[{}]: sync: {}", name, counts.summary());
         } catch (const std::exception& e) {

@@ -21,6 +21,7 @@
 #include "adapters/onec/catalog_import.hpp"
 #include "adapters/onec/documents_import.hpp"
 #include "commerceml/order_writer.hpp"
+#include "store/import_metrics.hpp"
 #include "store/orders_store.hpp"
 #include "adapters/onec/filename.hpp"
 #include "adapters/onec/unzip.hpp"
@@ -187,9 +188,8 @@ void declare_metrics() {
   r.counter("obmen_onec_sessions_total", "1C exchange sessions opened (successful checkauth), by source and type.");
   r.counter("obmen_imports_total", "Imports of exchange files finished (succeeded or failed), by source and file kind.");
   r.counter("obmen_import_failures_total", "Imports of exchange files that failed, by source and file kind.");
-  r.counter("obmen_import_rows_total", "Portal rows changed by imports and deactivate, by source, entity and change (inserted, updated, deactivated).");
   r.histogram("obmen_import_duration_seconds", "Time an import of one exchange file took, by source and file kind.", metrics::duration_buckets());
-  r.gauge("obmen_last_successful_import_timestamp_seconds", "Unix time of the last successful import, by source and file kind.");
+  store::declare_import_metrics();
 }
 
 std::string bounded(const std::string& value, const std::set<std::string>& known) { return known.count(value) ? value : "other"; }
@@ -211,14 +211,6 @@ std::string file_kind(const std::string& rel, const std::string& type) {
   for (const char* k : {"import", "offers", "prices", "rests"})
     if (base.rfind(k, 0) == 0) return k;
   return "other";
-}
-
-void count_rows(const std::string& source, const store::import_counts& counts) {
-  auto& r = metrics::default_registry();
-  for (const auto& [entity, c] : counts.by_entity) {
-    for (const auto& [change, n] : {std::pair{"inserted", c.inserted}, {"updated", c.updated}, {"deactivated", c.deactivated}})
-      if (n > 0) r.add("obmen_import_rows_total", {{"source", source}, {"entity", entity}, {"change", change}}, static_cast<double>(n));
-  }
 }
 
 }  // namespace
@@ -840,8 +832,8 @@ net::awaitable<http::response> exchange::import(const session& s, const std::str
                                          : import_catalog_file(c, dir / rel, o);
       spdlog::info("1c[{}] session {}: imported '{}': {}", source, sid, rel, summary);
       finished();
-      count_rows(source, counts);
-      m.set("obmen_last_successful_import_timestamp_seconds", by_kind, static_cast<double>(std::time(nullptr)));
+      store::count_import_rows(source, counts);
+      store::mark_import_success(source, kind);
       for (const auto& w : counts.warnings) spdlog::warn("1c[{}] session {}: '{}': {}", source, sid, rel, w);
       std::string text = "success\n" + summary;
       for (std::size_t i = 0; i < counts.warnings.size() && i < 5; ++i) text += "\n" + counts.warnings[i];
@@ -880,7 +872,7 @@ net::awaitable<http::response> exchange::deactivate(const session& s) {
     tx.exec_params("update obmen.exchange_sessions set counts = counts || jsonb_build_object('deactivate', $2::jsonb) where id = $1",
                    sid, counts.to_json().dump());
     tx.commit();
-    count_rows(source, counts);
+    store::count_import_rows(source, counts);
     return counts.summary();
   };
   const std::string summary = co_await imports_.run(work_8);
