@@ -1476,4 +1476,25 @@ import_counts deactivate_unseen(pqxx::work& tx, const std::string& source, std::
   return out;
 }
 
+product_row product_row_of(const model::product& p) {
+  product_row r;
+  r.external_id = p.external_id;
+  r.version = p.version;
+  r.sku = p.sku;
+  r.barcode = p.barcode;
+  r.code = p.code;
+  r.name = p.name;
+  r.full_name = p.full_name;
+  r.description = p.description;
+  r.unit = p.unit;
+  r.unit_code = p.unit_code;
+  r.manufacturer = p.manufacturer;
+  r.active = p.active;
+  for (const auto& t : p.taxes)
+    if (r.vat_rate.empty() || t.name == "НДС") r.vat_rate = t.rate;
+  if (!p.category_ids.empty()) r.category_external_id = p.category_ids.front();
+  for (const auto& q : p.requisites) r.requisites[q.name] = q.value;
+  return r;
+}
+
 }  // namespace obmen::store

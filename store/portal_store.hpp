@@ -100,6 +100,11 @@ struct offer_row {
   std::optional<model::decimal> quantity;
 };
 
+// The fields of a product row that come straight from the model: identity, texts, unit, VAT
+// (НДС wins over other taxes), the first category, requisites, active. Attributes and images are
+// the caller's to fill: they need the mapping and the uploaded files.
+product_row product_row_of(const model::product&);
+
 // Several writers may share one transaction (their counts and "carried" sets are their own);
 // the staging tables are TEMP … ON COMMIT DROP. Within a batch a repeated external id counts
 // once and its last row wins.

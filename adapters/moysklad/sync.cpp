@@ -441,22 +441,7 @@ class run {
   }
 
   store::product_row product_row(const model::product& p) {
-    store::product_row r;
-    r.external_id = p.external_id;
-    r.version = p.version;
-    r.sku = p.sku;
-    r.barcode = p.barcode;
-    r.code = p.code;
-    r.name = p.name;
-    r.full_name = p.full_name;
-    r.description = p.description;
-    r.unit = p.unit;
-    r.unit_code = p.unit_code;
-    r.manufacturer = p.manufacturer;
-    r.active = p.active;
-    for (const auto& t : p.taxes)
-      if (r.vat_rate.empty() || t.name == "НДС") r.vat_rate = t.rate;
-    if (!p.category_ids.empty()) r.category_external_id = p.category_ids.front();
+    store::product_row r = store::product_row_of(p);  // decode_product fills no requisites
     r.attributes = attributes_json(p.attributes);
     // images: nullopt — МойСклад images are not synced; the portal keeps what it has.
     return r;
