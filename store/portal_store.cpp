@@ -1,9 +1,11 @@
 #include "store/portal_store.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <fstream>
 #include <iterator>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string_view>
@@ -340,6 +342,8 @@ CREATE TEMP TABLE obmen_carried (writer bigint, entity text, external_id text) O
 // transaction are invisible to it too: without ANALYZE the planner assumes a handful of rows and
 // picks nested loops that go quadratic on a 20 000-item catalog. Small batches skip it.
 constexpr std::size_t analyze_above = 50;
+// How long a bulk load waits for the locks it needs to drop a table's foreign keys and indexes.
+constexpr const char* bulk_lock_timeout = "5s";
 
 // The same holds for the portal tables an import fills, inside its one long transaction: a table
 // that was empty (or never analyzed) when its statistics were taken looks tiny to the planner, and
@@ -381,13 +385,74 @@ struct catalog_writer::impl {
   import_counts counts;
   std::size_t warnings_dropped = 0;
 
-  impl(pqxx::work& t, std::string s, std::optional<std::int64_t> sid) : tx(t), source(std::move(s)), session(sid) {
+  impl(pqxx::work& t, std::string s, std::optional<std::int64_t> sid, bool bulk_load)
+      : tx(t), source(std::move(s)), session(sid), bulk(bulk_load) {
     // New products and offers are COPied straight into the portal tables (see put_products): a
     // concurrent writer of the same source inserting the same ids would make that fail rather
     // than wait, so writers of one source take turns. The lock is the one import_catalog_file
     // takes; advisory locks nest within a session, so writers sharing a transaction are fine.
     tx.exec_params("SELECT pg_advisory_xact_lock(hashtext('obmen.import'), hashtext($1))", source);
     if (tx.exec1("SELECT to_regclass('pg_temp.obmen_stage_categories') IS NULL")[0].as<bool>()) tx.exec(staging_ddl);
+  }
+
+  // ── bulk load (see catalog_writer's constructor) ──
+  struct deferred_object {
+    std::string table, create;  // create: the statement that re-creates it
+  };
+  bool bulk = false;
+  std::set<std::string> bulk_checked;     // tables already looked at
+  std::vector<deferred_object> deferred;  // indexes first, then foreign keys, in the order dropped
+
+  // For each of `tables` (names in schema portal) that holds no row at all: drops its foreign
+  // keys and its plain (non-unique, constraint-less) indexes for the rest of the transaction and
+  // remembers how to re-create them. Primary keys and unique constraints stay: the merges and
+  // look-ups need them. Waits at most bulk_lock_timeout for the locks (dropping a foreign key
+  // locks the referenced table too); a table it cannot lock in time is loaded the ordinary way.
+  void defer_constraints(std::initializer_list<const char*> tables) {
+    if (!bulk) return;
+    for (const char* t : tables) {
+      if (!bulk_checked.insert(t).second) continue;
+      const std::string table = std::string("portal.") + t;
+      if (!tx.exec1("SELECT NOT EXISTS (SELECT 1 FROM " + table + ")")[0].as<bool>()) continue;
+      const auto defs = tx.exec_params(R"sql(
+        SELECT 0 AS kind, 'DROP INDEX ' || i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+          FROM pg_index i
+         WHERE i.indrelid = $1::regclass AND NOT i.indisunique AND NOT i.indisprimary
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid)
+        UNION ALL
+        SELECT 1, 'ALTER TABLE ' || c.conrelid::regclass::text || ' DROP CONSTRAINT ' || quote_ident(c.conname),
+               'ALTER TABLE ' || c.conrelid::regclass::text || ' ADD CONSTRAINT ' || quote_ident(c.conname) || ' ' ||
+               pg_get_constraintdef(c.oid)
+          FROM pg_constraint c
+         WHERE c.conrelid = $1::regclass AND c.contype = 'f'
+         ORDER BY 1, 2)sql",
+                                       table);
+      if (defs.empty()) continue;
+      const auto previous = tx.exec1("SELECT current_setting('lock_timeout')")[0].as<std::string>();
+      try {
+        pqxx::subtransaction sub(tx, "obmen_bulk_load");
+        sub.exec_params("SELECT set_config('lock_timeout', $1, true)", std::string(bulk_lock_timeout));
+        for (const auto& d : defs) sub.exec(d[1].as<std::string>());
+        sub.exec_params("SELECT set_config('lock_timeout', $1, true)", previous);
+        sub.commit();
+      } catch (const pqxx::sql_error& e) {
+        // 55P03 lock_not_available: the portal holds a lock on one of the tables; the
+        // subtransaction's drops were rolled back.
+        if (e.sqlstate() != "55P03") throw;
+        tx.exec_params("SELECT set_config('lock_timeout', $1, true)", previous);
+        continue;
+      }
+      for (const auto& d : defs) deferred.push_back({table, d[2].as<std::string>()});
+    }
+  }
+
+  // Re-creates what defer_constraints dropped: indexes (built in one sort each), then foreign
+  // keys (validated by one join each).
+  void restore_constraints() {
+    std::stable_partition(deferred.begin(), deferred.end(),
+                          [](const deferred_object& d) { return d.create.rfind("CREATE", 0) == 0; });
+    for (const auto& d : deferred) tx.exec(d.create);
+    deferred.clear();
   }
 
   // Portal ids of this source's categories, price types and warehouses by external id, read
@@ -740,6 +805,7 @@ struct prepared_product {
 // references all resolve in memory (a fresh load) are COPied straight into portal.products. The
 // rest — changed rows, rows with warnings — take the staged, set-based merge.
 void catalog_writer::impl::put_products(const std::vector<product_row>& batch) {
+  defer_constraints({"products", "product_images"});
   std::vector<prepared_product> rows;
   std::int64_t skipped = 0;
   for (const auto* p : last_wins(batch, [](const product_row& p) { return p.external_id; })) {
@@ -952,6 +1018,7 @@ struct prepared_offer {
 // stock as staged, so an unchanged offer skips those too; new offers get their ids from the
 // sequence up front, so their prices and stock are COPied straight into the portal as well.
 void catalog_writer::impl::put_offers(const std::vector<offer_row>& batch) {
+  defer_constraints({"offers", "prices", "stock"});
   std::vector<prepared_offer> rows;
   std::int64_t skipped = 0, prices_bad = 0, stock_bad = 0;
   bool any_prices = false, any_stock = false;
@@ -1395,9 +1462,11 @@ void catalog_writer::impl::merge_stock(std::int64_t skipped_by_value) {
 
 // ── public face ──
 
-catalog_writer::catalog_writer(pqxx::work& tx, std::string source, std::optional<std::int64_t> exchange_session_id)
-    : impl_(std::make_unique<impl>(tx, std::move(source), exchange_session_id)) {}
+catalog_writer::catalog_writer(pqxx::work& tx, std::string source, std::optional<std::int64_t> exchange_session_id,
+                               bool bulk_load)
+    : impl_(std::make_unique<impl>(tx, std::move(source), exchange_session_id, bulk_load)) {}
 catalog_writer::~catalog_writer() = default;
+void catalog_writer::close() { impl_->restore_constraints(); }
 catalog_writer::catalog_writer(catalog_writer&&) noexcept = default;
 catalog_writer& catalog_writer::operator=(catalog_writer&&) noexcept = default;
 

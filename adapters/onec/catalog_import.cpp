@@ -610,7 +610,7 @@ store::import_counts import_catalog_file(pqxx::connection& db, const fs::path& f
   // One import per source at a time: two packages of one source must not interleave their
   // merges (and deadlock); other sources proceed.
   tx.exec_params("select pg_advisory_xact_lock(hashtext('obmen.import'), hashtext($1))", options.source);
-  store::catalog_writer writer(tx, options.source, options.exchange_session_id);
+  store::catalog_writer writer(tx, options.source, options.exchange_session_id, /*bulk_load=*/true);
   store_thread store(writer);
   import_sink sink(writer, store, options, rules, name);
   commerceml::read_options ropts;
@@ -625,6 +625,7 @@ store::import_counts import_catalog_file(pqxx::connection& db, const fs::path& f
   writer.finish_categories(info.has_classifier && sink.categories() > 0 && !info.classifier_changes_only.value_or(false));
   writer.finish_products(info.has_catalog && sink.products() > 0 && !info.catalog_changes_only.value_or(false));
   writer.finish_offers(info.has_offers && sink.offers() > 0 && !info.offers_changes_only.value_or(false));
+  writer.close();
 
   store::import_counts counts = writer.counts();
   for (auto& w : sink.warnings()) counts.warnings.push_back(std::move(w));
