@@ -401,6 +401,7 @@ struct catalog_writer::impl {
   };
   bool bulk = false;
   std::set<std::string> bulk_checked;     // tables already looked at
+  std::set<std::string> bulk_tables;      // tables loaded this way: empty, and locked by us since
   std::vector<deferred_object> deferred;  // indexes first, then foreign keys, in the order dropped
 
   // For each of `tables` (names in schema portal) that holds no row at all: drops its foreign
@@ -434,6 +435,11 @@ struct catalog_writer::impl {
         sub.exec_params("SELECT set_config('lock_timeout', $1, true)", std::string(bulk_lock_timeout));
         for (const auto& d : defs) sub.exec(d[1].as<std::string>());
         sub.exec_params("SELECT set_config('lock_timeout', $1, true)", previous);
+        // Another source's writer may have inserted between the look and the lock.
+        if (!sub.exec1("SELECT NOT EXISTS (SELECT 1 FROM " + table + ")")[0].as<bool>()) {
+          sub.abort();
+          continue;
+        }
         sub.commit();
       } catch (const pqxx::sql_error& e) {
         // 55P03 lock_not_available: the portal holds a lock on one of the tables; the
@@ -443,16 +449,25 @@ struct catalog_writer::impl {
         continue;
       }
       for (const auto& d : defs) deferred.push_back({table, d[2].as<std::string>()});
+      bulk_tables.insert(t);
     }
   }
 
+  // A table this writer bulk-loads held nothing when it started and nobody else could write to
+  // it since: every row in it is one this writer put.
+  bool bulk_loaded(const char* table) const { return bulk_tables.count(table) != 0; }
+
   // Re-creates what defer_constraints dropped: indexes (built in one sort each), then foreign
   // keys (validated by one join each).
+  // Statistics: the bulk-loaded tables were not analysed while they grew (see grew()); once now.
   void restore_constraints() {
     std::stable_partition(deferred.begin(), deferred.end(),
                           [](const deferred_object& d) { return d.create.rfind("CREATE", 0) == 0; });
     for (const auto& d : deferred) tx.exec(d.create);
     deferred.clear();
+    for (const auto& [table, g] : grown)
+      if (bulk_loaded(table.c_str()) && g.since > 0) tx.exec("ANALYZE portal." + table + " (" + g.keys + ")");
+    bulk_tables.clear();
   }
 
   // Portal ids of this source's categories, price types and warehouses by external id, read
@@ -475,9 +490,11 @@ struct catalog_writer::impl {
   // finish_*(full) and, in an exchange session, obmen.exchange_seen) and returns the portal's
   // content_hash of those it already holds (external id → hash, nullopt = NULL).
   using stored_hashes = std::unordered_map<std::string, std::optional<std::int64_t>>;
+  // A bulk-loaded table needs no carried ids: it holds nothing this writer did not carry.
   stored_hashes look_up(const char* entity, const std::string& ids_array) {
-    std::string sql = "WITH carried AS (INSERT INTO obmen_carried (writer, entity, external_id) "
-                      "SELECT $2, $3, unnest($4::text[]))";
+    std::string sql = bulk_loaded(entity) ? "WITH carried AS (SELECT $2::bigint, $3::text)"
+                                          : "WITH carried AS (INSERT INTO obmen_carried (writer, entity, external_id) "
+                                            "SELECT $2, $3, unnest($4::text[]))";
     if (session)
       sql += ", seen AS (INSERT INTO obmen.exchange_seen (session_id, entity, external_id) "
              "SELECT $5, $3, unnest($4::text[]) ON CONFLICT DO NOTHING)";
@@ -524,6 +541,8 @@ struct catalog_writer::impl {
   struct growth {
     std::int64_t base = -1;   // rows at the last ANALYZE (pg_class.reltuples at first)
     std::int64_t since = 0;   // inserted by this writer since
+    std::string keys;
+    bool early = false;       // a bulk-loaded table: analysed once while it grows
   };
   std::map<std::string, growth> grown;
 
@@ -532,6 +551,17 @@ struct catalog_writer::impl {
   void grew(const char* table, const char* keys, std::int64_t inserted) {
     if (inserted <= 0) return;
     auto& g = grown[table];
+    g.keys = keys;
+    if (bulk_loaded(table)) {
+      // Once early, so the planner knows the keys are unique (it probes the index for the
+      // look-ups rather than scanning), then once more by restore_constraints().
+      g.since += inserted;
+      if (!g.early && g.since >= reanalyze_at_least) {
+        tx.exec(std::string("ANALYZE portal.") + table + " (" + keys + ")");
+        g.early = true;
+      }
+      return;
+    }
     if (g.base < 0)
       g.base = tx.exec1(std::string("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'portal.") + table +
                         "'::regclass")[0]
@@ -594,7 +624,7 @@ struct catalog_writer::impl {
   }
 
   void finish(const char* entity, bool full) {
-    if (!full) return;
+    if (!full || bulk_loaded(entity)) return;
     const auto n = deactivate_not_carried(entity);
     if (n != 0) counts.by_entity[entity].deactivated += n;
   }
@@ -604,8 +634,8 @@ struct catalog_writer::impl {
   void put_price_types(const std::vector<price_type_row>& batch);
   void put_warehouses(const std::vector<warehouse_row>& batch);
   bool put_image(const std::string& sha256, const std::filesystem::path& file, const std::string& mime);
-  void put_products(const std::vector<product_row>& batch);
-  void put_offers(const std::vector<offer_row>& batch);
+  void put_products(const product_batch& batch);
+  void put_offers(const offer_batch& batch);
   void merge_prices(std::int64_t skipped_by_value);
   void merge_stock(std::int64_t skipped_by_value);
 };
@@ -796,31 +826,36 @@ struct prepared_product {
   std::string line;                 // obmen_stage_products without content_hash
   std::vector<std::string> images;  // obmen_stage_product_images
   std::optional<std::int64_t> hash;
+  field attributes, requisites;     // as JSON text
 };
 
 }  // namespace
 
-// Each batch goes three ways. Rows whose content hash equals the stored one would change nothing:
-// they are only counted (and recorded as carried). Rows the portal does not hold yet and whose
-// references all resolve in memory (a fresh load) are COPied straight into portal.products. The
-// rest — changed rows, rows with warnings — take the staged, set-based merge.
-void catalog_writer::impl::put_products(const std::vector<product_row>& batch) {
-  defer_constraints({"products", "product_images"});
-  std::vector<prepared_product> rows;
+struct catalog_writer::product_batch {
+  std::vector<product_row> batch;
+  std::vector<prepared_product> rows;  // pointing into batch
+  std::vector<std::string> warnings;
   std::int64_t skipped = 0;
-  for (const auto* p : last_wins(batch, [](const product_row& p) { return p.external_id; })) {
+};
+
+std::shared_ptr<const catalog_writer::product_batch> catalog_writer::prepare_products(std::vector<product_row> batch) {
+  auto out = std::make_shared<product_batch>();
+  out->batch = std::move(batch);
+  auto& rows = out->rows;
+  for (const auto* p : last_wins(out->batch, [](const product_row& p) { return p.external_id; })) {
     if (p->external_id.empty()) {
-      warn("product '" + p->name + "': no external id; skipped");
-      ++skipped;
+      out->warnings.push_back("product '" + p->name + "': no external id; skipped");
+      ++out->skipped;
       continue;
     }
+    prepared_product x{p, {}, {}, {}, json_text(p->attributes, "{}"), json_text(p->requisites, "{}")};
     copy_line line;
     line.text(p->external_id).value(text(p->version)).value(text(p->sku)).value(text(p->barcode))
         .value(text(p->code)).text(p->name).value(text(p->full_name)).value(text(p->description))
         .value(text(p->unit)).value(text(p->unit_code)).value(text(p->manufacturer)).value(text(p->vat_rate))
-        .value(text(p->category_external_id)).value(json_text(p->attributes, "{}"))
-        .value(json_text(p->requisites, "{}")).value(boolean(p->images.has_value())).value(boolean(p->active));
-    prepared_product x{p, line.str(), {}, {}};
+        .value(text(p->category_external_id)).value(x.attributes)
+        .value(x.requisites).value(boolean(p->images.has_value())).value(boolean(p->active));
+    x.line = line.str();
     auto h = fnv1a(hash_start(), x.line);
     if (p->images) {
       int position = 0;
@@ -834,6 +869,18 @@ void catalog_writer::impl::put_products(const std::vector<product_row>& batch) {
     x.hash = hash_value(h);
     rows.push_back(std::move(x));
   }
+  return out;
+}
+
+// Each batch goes three ways. Rows whose content hash equals the stored one would change nothing:
+// they are only counted (and recorded as carried). Rows the portal does not hold yet and whose
+// references all resolve in memory (a fresh load) are COPied straight into portal.products. The
+// rest — changed rows, rows with warnings — take the staged, set-based merge.
+void catalog_writer::impl::put_products(const product_batch& prepared) {
+  defer_constraints({"products", "product_images"});
+  for (const auto& w : prepared.warnings) warn(w);
+  const auto& rows = prepared.rows;
+  const std::int64_t skipped = prepared.skipped;
   if (rows.empty() && skipped == 0) return;
 
   std::vector<std::string_view> batch_ids;
@@ -870,8 +917,8 @@ void catalog_writer::impl::put_products(const std::vector<product_row>& batch) {
       else
         line.number(categories.at(p.category_external_id));
       line.value(text(p.unit)).value(text(p.unit_code)).value(text(p.barcode)).value(text(p.code))
-          .value(text(p.manufacturer)).value(text(p.vat_rate)).value(json_text(p.attributes, "{}"))
-          .value(json_text(p.requisites, "{}")).value(text(p.version)).value(boolean(p.active)).number(x->hash);
+          .value(text(p.manufacturer)).value(text(p.vat_rate)).value(x->attributes)
+          .value(x->requisites).value(text(p.version)).value(boolean(p.active)).number(x->hash);
       c.write(line);
     }
     c.complete();
@@ -1014,18 +1061,25 @@ struct prepared_offer {
 
 }  // namespace
 
+struct catalog_writer::offer_batch {
+  std::vector<offer_row> batch;
+  std::vector<prepared_offer> rows;  // pointing into batch
+  std::vector<std::string> warnings;
+  std::int64_t skipped = 0, prices_bad = 0, stock_bad = 0;
+  bool any_prices = false, any_stock = false;
+};
+
 // The same three ways as products (see put_products). An offer's hash covers its prices and
 // stock as staged, so an unchanged offer skips those too; new offers get their ids from the
 // sequence up front, so their prices and stock are COPied straight into the portal as well.
-void catalog_writer::impl::put_offers(const std::vector<offer_row>& batch) {
-  defer_constraints({"offers", "prices", "stock"});
-  std::vector<prepared_offer> rows;
-  std::int64_t skipped = 0, prices_bad = 0, stock_bad = 0;
-  bool any_prices = false, any_stock = false;
-  for (const auto* o : last_wins(batch, [](const offer_row& o) { return o.external_id; })) {
+std::shared_ptr<const catalog_writer::offer_batch> catalog_writer::prepare_offers(std::vector<offer_row> batch) {
+  auto out = std::make_shared<offer_batch>();
+  out->batch = std::move(batch);
+  auto& rows = out->rows;
+  for (const auto* o : last_wins(out->batch, [](const offer_row& o) { return o.external_id; })) {
     if (o->external_id.empty()) {
-      warn("offer '" + o->name + "': no external id; skipped");
-      ++skipped;
+      out->warnings.push_back("offer '" + o->name + "': no external id; skipped");
+      ++out->skipped;
       continue;
     }
     // Only a complete offer with its own name and nothing to warn about gets a hash: header-only
@@ -1037,7 +1091,7 @@ void catalog_writer::impl::put_offers(const std::vector<offer_row>& batch) {
       if (is_decimal(*o->quantity)) {
         quantity = *o->quantity;
       } else {
-        warn("offer '" + o->external_id + "': quantity '" + *o->quantity + "' is not a number; left as it was");
+        out->warnings.push_back("offer '" + o->external_id + "': quantity '" + *o->quantity + "' is not a number; left as it was");
         hashable = false;
       }
     }
@@ -1048,17 +1102,17 @@ void catalog_writer::impl::put_offers(const std::vector<offer_row>& batch) {
         .value(quantity).value(boolean(o->prices.has_value())).value(boolean(o->stock.has_value()));
     prepared_offer x{o, line.str(), {}, {}, {}, {}, {}};
     if (o->prices) {
-      any_prices = true;
+      out->any_prices = true;
       for (const auto* p : last_wins(*o->prices, [](const price_row& p) { return p.price_type_external_id; })) {
         if (!is_decimal(p->value) || !fits_price(p->value) || (!p->coefficient.empty() && !is_decimal(p->coefficient))) {
-          warn("offer '" + o->external_id + "': price '" + p->value + "' (coefficient '" + p->coefficient +
+          out->warnings.push_back("offer '" + o->external_id + "': price '" + p->value + "' (coefficient '" + p->coefficient +
                "') for price type '" + p->price_type_external_id + "' is not a valid amount; price skipped");
-          ++prices_bad;
+          ++out->prices_bad;
           hashable = false;
           continue;
         }
         if (rounds_price(p->value)) {
-          warn("offer '" + o->external_id + "': price '" + p->value + "' for price type '" + p->price_type_external_id +
+          out->warnings.push_back("offer '" + o->external_id + "': price '" + p->value + "' for price type '" + p->price_type_external_id +
                "' has more than 4 decimal places; stored rounded");
           hashable = false;
         }
@@ -1070,12 +1124,12 @@ void catalog_writer::impl::put_offers(const std::vector<offer_row>& batch) {
       }
     }
     if (o->stock) {
-      any_stock = true;
+      out->any_stock = true;
       for (const auto* st : last_wins(*o->stock, [](const stock_row& s) { return s.warehouse_external_id; })) {
         if (!is_decimal(st->quantity)) {
-          warn("offer '" + o->external_id + "': quantity '" + st->quantity + "' at warehouse '" +
+          out->warnings.push_back("offer '" + o->external_id + "': quantity '" + st->quantity + "' at warehouse '" +
                st->warehouse_external_id + "' is not a number; stock skipped");
-          ++stock_bad;
+          ++out->stock_bad;
           hashable = false;
           continue;
         }
@@ -1093,6 +1147,15 @@ void catalog_writer::impl::put_offers(const std::vector<offer_row>& batch) {
     }
     rows.push_back(std::move(x));
   }
+  return out;
+}
+
+void catalog_writer::impl::put_offers(const offer_batch& prepared) {
+  defer_constraints({"offers", "prices", "stock"});
+  for (const auto& w : prepared.warnings) warn(w);
+  const auto& rows = prepared.rows;
+  const std::int64_t skipped = prepared.skipped, prices_bad = prepared.prices_bad, stock_bad = prepared.stock_bad;
+  const bool any_prices = prepared.any_prices, any_stock = prepared.any_stock;
   if (rows.empty() && skipped == 0) return;
 
   std::vector<std::string_view> batch_ids;
@@ -1143,10 +1206,20 @@ void catalog_writer::impl::put_offers(const std::vector<offer_row>& batch) {
     const auto& warehouses = ids(warehouse_ids, "warehouses");
     std::vector<std::int64_t> offer_ids;
     offer_ids.reserve(fresh.size());
-    for (const auto& r : tx.exec_params("SELECT nextval(pg_get_serial_sequence('portal.offers', 'id')) "
-                                        "FROM generate_series(1, $1)",
-                                        static_cast<std::int64_t>(fresh.size())))
-      offer_ids.push_back(r[0].as<std::int64_t>());
+    if (bulk_loaded("offers")) {
+      // Nobody else can insert offers: reserve the ids in one step.
+      const auto last = tx.exec_params1("SELECT setval(s, nextval(s) + $1 - 1) FROM "
+                                        "pg_get_serial_sequence('portal.offers', 'id') AS s",
+                                        static_cast<std::int64_t>(fresh.size()))[0]
+                            .as<std::int64_t>();
+      for (std::int64_t id = last - static_cast<std::int64_t>(fresh.size()) + 1; id <= last; ++id)
+        offer_ids.push_back(id);
+    } else {
+      for (const auto& r : tx.exec_params("SELECT nextval(pg_get_serial_sequence('portal.offers', 'id')) "
+                                          "FROM generate_series(1, $1)",
+                                          static_cast<std::int64_t>(fresh.size())))
+        offer_ids.push_back(r[0].as<std::int64_t>());
+    }
     {
       copy_in c{tx, "portal.offers",
                 {"id", "source", "external_id", "product_id", "product_external_id", "characteristic_id", "name", "sku",
@@ -1477,8 +1550,10 @@ void catalog_writer::put_warehouses(const std::vector<warehouse_row>& b) { impl_
 bool catalog_writer::put_image(const std::string& sha256, const std::filesystem::path& file, const std::string& mime) {
   return impl_->put_image(sha256, file, mime);
 }
-void catalog_writer::put_products(const std::vector<product_row>& b) { impl_->put_products(b); }
-void catalog_writer::put_offers(const std::vector<offer_row>& b) { impl_->put_offers(b); }
+void catalog_writer::put_products(const std::vector<product_row>& b) { impl_->put_products(*prepare_products(b)); }
+void catalog_writer::put_offers(const std::vector<offer_row>& b) { impl_->put_offers(*prepare_offers(b)); }
+void catalog_writer::put_products(const std::shared_ptr<const product_batch>& b) { impl_->put_products(*b); }
+void catalog_writer::put_offers(const std::shared_ptr<const offer_batch>& b) { impl_->put_offers(*b); }
 
 void catalog_writer::finish_categories(bool full) { impl_->finish("categories", full); }
 void catalog_writer::finish_products(bool full) { impl_->finish("products", full); }

@@ -164,6 +164,17 @@ class catalog_writer {
   // warning; the offer's stock at warehouses not listed drops to 0 (counted as updated).
   void put_offers(const std::vector<offer_row>&);
 
+  // The CPU half of put_products / put_offers — checking, formatting and hashing the rows, no
+  // database work, no writer needed — so that it runs on another thread while the writer's
+  // transaction works on the previous batch. put_* of the prepared batch does the rest, exactly
+  // as put_* of the rows would (warnings included).
+  struct product_batch;
+  struct offer_batch;
+  static std::shared_ptr<const product_batch> prepare_products(std::vector<product_row> rows);
+  static std::shared_ptr<const offer_batch> prepare_offers(std::vector<offer_row> rows);
+  void put_products(const std::shared_ptr<const product_batch>&);
+  void put_offers(const std::shared_ptr<const offer_batch>&);
+
   // For a full package: deactivate this source's rows of the entity not carried by this writer
   // (header-only offers count as carried). full=false does nothing.
   void finish_categories(bool full);

@@ -266,9 +266,11 @@ class import_sink final : public commerceml::catalog_sink {
     rows.reserve(items.size());
     for (auto& p : items) rows.push_back(product_row(p));
     // Images first seen in this batch are stored before the products that list them.
-    store_.run([rows = std::move(rows), images = std::exchange(new_images_, {})](store::catalog_writer& w) {
+    // Checked, formatted and hashed here, while the store thread writes the previous batch.
+    store_.run([batch = store::catalog_writer::prepare_products(std::move(rows)),
+                images = std::exchange(new_images_, {})](store::catalog_writer& w) {
       for (const auto& i : images) w.put_image(i.sha256, i.file, i.mime);
-      w.put_products(rows);
+      w.put_products(batch);
     });
     products_ += items.size();
     progress("products", products_);
@@ -278,7 +280,9 @@ class import_sink final : public commerceml::catalog_sink {
     std::vector<store::offer_row> rows;
     rows.reserve(items.size());
     for (auto& o : items) rows.push_back(offer_row(o));
-    store_.run([rows = std::move(rows)](store::catalog_writer& w) { w.put_offers(rows); });
+    store_.run([batch = store::catalog_writer::prepare_offers(std::move(rows))](store::catalog_writer& w) {
+      w.put_offers(batch);
+    });
     offers_ += items.size();
     progress("offers", offers_);
   }

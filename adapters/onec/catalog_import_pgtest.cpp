@@ -823,3 +823,98 @@ TEST_CASE("order_for_import: import, offers, prices, rests, others; stable withi
         v{"v8.zip/import0_1.xml", "v8.zip/offers0_1.xml"});
   CHECK(onec::order_for_import({"b.xml", "a.xml"}) == v{"b.xml", "a.xml"});
 }
+
+// ─── bulk load: a first import into empty tables (store::catalog_writer, bulk_load) ─────────
+
+namespace {
+
+// Every constraint (with its definition and whether it is validated) and index of schema portal.
+std::string portal_schema_signature(pqxx::connection& c) {
+  pqxx::work tx(c);
+  return tx.exec1(R"sql(
+    SELECT string_agg(x, E'\n' ORDER BY x) FROM (
+      SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) ||
+             CASE WHEN convalidated THEN '' ELSE ' NOT VALID' END
+        FROM pg_constraint WHERE connamespace = 'portal'::regnamespace
+      UNION ALL
+      SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'portal') s(x))sql")[0]
+      .as<std::string>();
+}
+
+}  // namespace
+
+TEST_CASE("bulk load: the first import into empty tables leaves every constraint and index as migrated") {
+  fixture f;
+  const auto migrated = portal_schema_signature(*f.conn);
+  REQUIRE(migrated.find("FOREIGN KEY (offer_id) REFERENCES portal.offers(id)") != std::string::npos);
+  const std::string key_oid = "SELECT oid FROM pg_constraint WHERE conname = 'stock_offer_id_fkey'";
+  const auto key_before = f.one(key_oid);
+  import_classic_pair(f);  // both files find their tables empty
+  CHECK(f.one(key_oid) != key_before);  // dropped and re-created, i.e. loaded in bulk
+  CHECK(f.count("products") == 36);
+  CHECK(f.count("offers") == 44);
+  CHECK(f.count("prices") == 44);
+  CHECK(f.count("stock") == 132);
+  CHECK(portal_schema_signature(*f.conn) == migrated);
+  // The statistics the merges plan with were taken before the commit.
+  CHECK(f.one("SELECT count(*) FROM pg_stats WHERE schemaname = 'portal' AND tablename = 'stock'") != "0");
+  // The second time the tables hold rows: the ordinary path, and nothing changes.
+  const auto versions = f.row_versions();
+  import_classic_pair(f);
+  CHECK(f.row_versions() == versions);
+  CHECK(portal_schema_signature(*f.conn) == migrated);
+}
+
+TEST_CASE("bulk load: a failed first import rolls the dropped keys and indexes back with the rows") {
+  fixture f;
+  temp_dir tmp;
+  const auto migrated = portal_schema_signature(*f.conn);
+  f.import(dobromyslov("data__import0_1.xml"));
+  const std::string full = read_bytes(dobromyslov("data__offers0_1.xml"));
+  write_bytes(tmp / "offers.xml", full.substr(0, full.size() * 3 / 4));
+  CHECK_THROWS_AS(f.import(tmp / "offers.xml"), commerceml::parse_error);
+  CHECK(f.count("offers") == 0);
+  CHECK(portal_schema_signature(*f.conn) == migrated);
+  f.import(dobromyslov("data__offers0_1.xml"));
+  CHECK(f.count("stock") == 132);
+  CHECK(portal_schema_signature(*f.conn) == migrated);
+}
+
+TEST_CASE("bulk load: close() validates the re-created foreign keys; a broken one fails the transaction") {
+  fixture f;
+  const auto migrated = portal_schema_signature(*f.conn);
+  {
+    pqxx::work tx(*f.conn);
+    store::catalog_writer w(tx, "onec", std::nullopt, /*bulk_load=*/true);
+    store::product_row p;
+    p.external_id = "p1";
+    p.name = "one";
+    w.put_products({p});
+    // Without its foreign key, nothing stops a dangling category id until close().
+    tx.exec("UPDATE portal.products SET category_id = 987654321");
+    CHECK_THROWS_AS(w.close(), pqxx::foreign_key_violation);
+  }
+  CHECK(f.count("products") == 0);
+  CHECK(portal_schema_signature(*f.conn) == migrated);
+}
+
+TEST_CASE("bulk load: a table the portal holds a lock on is loaded the ordinary way, after 5 s at most") {
+  fixture f;
+  const auto migrated = portal_schema_signature(*f.conn);
+  f.import(dobromyslov("data__import0_1.xml"));
+  // A portal session reading warehouses in an open transaction: dropping stock's foreign key to
+  // warehouses needs an exclusive lock there, which it does not get.
+  auto portal = f.db.connect();
+  pqxx::work reading(*portal);
+  reading.exec("SELECT count(*) FROM portal.warehouses");
+  const auto oid = [&](const char* key) { return f.one(std::string("SELECT oid FROM pg_constraint WHERE conname = '") + key + "'"); };
+  const auto stock_key = oid("stock_warehouse_id_fkey"), prices_key = oid("prices_offer_id_fkey");
+  const auto off = f.import(dobromyslov("data__offers0_1.xml"));
+  reading.commit();
+  CHECK(oid("stock_warehouse_id_fkey") == stock_key);  // kept: stock was loaded the ordinary way
+  CHECK(oid("prices_offer_id_fkey") != prices_key);    // prices did not need the lock: bulk
+  CHECK(entity(off, "offers") == counts(44, 0, 0));
+  CHECK(entity(off, "stock") == counts(132, 0, 0));
+  CHECK(f.count("stock") == 132);
+  CHECK(portal_schema_signature(*f.conn) == migrated);
+}
