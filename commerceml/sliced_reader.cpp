@@ -1,6 +1,7 @@
 #include "commerceml/sliced_reader.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -26,6 +27,13 @@ constexpr std::size_t scratch_limit = std::size_t{4} << 20;
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
+// The bytes a start tag's scan acts on: white space and '/' end the name; quotes, '>' and '<'.
+constexpr auto in_start_tag_syntax = [] {
+  std::array<bool, 256> t{};
+  for (const unsigned char c : {' ', '\t', '\r', '\n', '/', '>', '"', '\'', '<'}) t[c] = true;
+  return t;
+}();
+
 // pugixml's idea of a character that can start a tag name.
 bool is_name_start(char c) {
   const auto b = static_cast<unsigned char>(c);
@@ -48,6 +56,30 @@ bool is_cut_sequence(std::string_view tail) {
     if ((static_cast<unsigned char>(tail[i]) & 0xC0) != 0x80) return false;
   return true;
 }
+
+// The names of the open elements, one after another in one buffer: pushing and popping
+// allocate nothing once the deepest path has been seen.
+class name_stack {
+ public:
+  bool empty() const { return ends_.empty(); }
+  std::size_t size() const { return ends_.size(); }
+  void push(std::string_view name) {
+    names_.append(name);
+    ends_.push_back(names_.size());
+  }
+  std::string_view back() const {
+    const std::size_t from = ends_.size() > 1 ? ends_[ends_.size() - 2] : 0;
+    return std::string_view(names_).substr(from, ends_.back() - from);
+  }
+  void pop() {
+    ends_.pop_back();
+    names_.resize(ends_.empty() ? 0 : ends_.back());
+  }
+
+ private:
+  std::string names_;
+  std::vector<std::size_t> ends_;
+};
 
 class scanner {
  public:
@@ -81,6 +113,7 @@ class scanner {
   }
   std::size_t find(std::string_view needle, std::size_t from);
   std::size_t find_lt(std::size_t from);
+  std::size_t find_char(char c, std::size_t from);  // like find() for one character
   text_pos pos_at(std::size_t abs);
 
   // ---- capture: the text that will be handed to pugixml ----
@@ -141,7 +174,7 @@ class scanner {
   patched_text skeleton_;  // the current section without its list
   patched_text batch_;     // wrapped Товар / Предложение fragments
 
-  std::vector<std::string> stack_;  // qualified names of the open elements
+  name_stack stack_;  // qualified names of the open elements
   bool root_done_ = false;
   std::string root_qname_, root_tag_, section_qname_, section_tag_, list_qname_, list_tag_;
   text_pos root_pos_, section_pos_, list_pos_;
@@ -242,6 +275,17 @@ std::size_t scanner::find(std::string_view needle, std::size_t from) {
   }
 }
 
+std::size_t scanner::find_char(char c, std::size_t from) {
+  for (;;) {
+    if (from < end()) {
+      const void* p = std::memchr(window_.data() + (from - base_), c, end() - from);
+      if (p) return base_ + static_cast<std::size_t>(static_cast<const char*>(p) - window_.data());
+      from = end();
+    }
+    if (!fill()) return npos;
+  }
+}
+
 std::size_t scanner::find_lt(std::size_t from) {
   for (;;) {
     if (from < end()) {
@@ -313,7 +357,7 @@ std::size_t scanner::scan_markup(std::size_t lt) {
   if (!ensure(lt + 2)) fail_at_eof();
   const char c = at(lt + 1);
   if (c == '/') {
-    const std::size_t gt = find(">", lt + 2);
+    const std::size_t gt = find_char('>', lt + 2);
     if (gt == npos) fail_at_eof();
     std::string_view name = view(lt + 2, gt);
     while (!name.empty() && is_space(name.back())) name.remove_suffix(1);
@@ -370,26 +414,36 @@ std::size_t scanner::scan_markup(std::size_t lt) {
   }
   if (!is_name_start(c)) fail_syntax(lt, lt + 2, "Could not determine tag type");
   // Start tag: the name, then attributes up to a '>' outside quotes.
+  // Byte by byte over what the window holds, refilling only at its end (the hot loop of the
+  // scan: every start tag of the file passes through it).
   std::size_t i = lt + 1;
   std::size_t name_end = npos;
   char quote = 0;
-  for (;; ++i) {
+  for (bool closed = false; !closed;) {
     if (!ensure(i + 1)) fail_at_eof();
-    const char ch = at(i);
-    if (name_end == npos && (is_space(ch) || ch == '/' || ch == '>')) name_end = i;
-    if (quote) {
-      if (ch == quote) quote = 0;
-    } else if (ch == '"' || ch == '\'') {
-      quote = ch;
-    } else if (ch == '>') {
-      break;
-    } else if (ch == '<') {
-      fail_syntax(lt, i + 1, "Error parsing start element tag");
+    const char* const w = window_.data();
+    const std::size_t stop = window_.size();
+    std::size_t k = i - base_;
+    for (; k < stop; ++k) {
+      const char ch = w[k];
+      if (!in_start_tag_syntax[static_cast<unsigned char>(ch)]) continue;  // changes nothing below
+      if (name_end == npos && (is_space(ch) || ch == '/' || ch == '>')) name_end = base_ + k;
+      if (quote) {
+        if (ch == quote) quote = 0;
+      } else if (ch == '"' || ch == '\'') {
+        quote = ch;
+      } else if (ch == '>') {
+        closed = true;
+        break;
+      } else if (ch == '<') {
+        fail_syntax(lt, base_ + k + 1, "Error parsing start element tag");
+      }
     }
+    i = base_ + k;
   }
   const bool empty = at(i - 1) == '/' && i - 1 >= name_end;
-  const std::string qname(view(lt + 1, name_end));
-  on_start(qname, lt, i + 1, empty);
+  // A view into the window: nothing on_start does refills it.
+  on_start(view(lt + 1, name_end), lt, i + 1, empty);
   return i + 1;
 }
 
@@ -398,7 +452,7 @@ void scanner::on_start(std::string_view qname, std::size_t lt, std::size_t gt_en
   if (depth + 1 > max_element_depth)
     fail(file_, pos_at(lt), "elements nested deeper than " + std::to_string(max_element_depth) + " levels");
   if (root_done_) {  // after the root: balance only (pugixml tolerates more elements there)
-    if (!empty) stack_.emplace_back(qname);
+    if (!empty) stack_.push(qname);
     return;
   }
   const std::string_view local = local_name(qname);
@@ -424,7 +478,7 @@ void scanner::on_start(std::string_view qname, std::size_t lt, std::size_t gt_en
       start_capture(scratch_, gt_end);  // the epilog
       return;
     }
-    stack_.emplace_back(qname);
+    stack_.push(qname);
     enter_root_level(gt_end);
     return;
   }
@@ -439,7 +493,7 @@ void scanner::on_start(std::string_view qname, std::size_t lt, std::size_t gt_en
       if (empty) {
         enter_root_level(gt_end);
       } else {
-        stack_.emplace_back(qname);
+        stack_.push(qname);
         wrap(scratch_, 1);
         start_capture(scratch_, lt);
       }
@@ -461,7 +515,7 @@ void scanner::on_start(std::string_view qname, std::size_t lt, std::size_t gt_en
       enter_root_level(gt_end);
       return;
     }
-    stack_.emplace_back(qname);
+    stack_.push(qname);
     wrap(skeleton_, 2);
     start_capture(skeleton_, gt_end);
     return;
@@ -476,7 +530,7 @@ void scanner::on_start(std::string_view qname, std::size_t lt, std::size_t gt_en
       start_capture(skeleton_, gt_end);
       return;
     }
-    stack_.emplace_back(qname);
+    stack_.push(qname);
     in_list_ = true;
     wrap(batch_, 3);
     batch_count_ = 0;
@@ -491,11 +545,11 @@ void scanner::on_start(std::string_view qname, std::size_t lt, std::size_t gt_en
       end_fragment(gt_end);
       return;
     }
-    stack_.emplace_back(qname);
+    stack_.push(qname);
     in_fragment_ = true;
     return;
   }
-  if (!empty) stack_.emplace_back(qname);
+  if (!empty) stack_.push(qname);
 }
 
 void scanner::on_end(std::string_view qname, std::size_t lt, std::size_t gt_end) {
@@ -503,7 +557,7 @@ void scanner::on_end(std::string_view qname, std::size_t lt, std::size_t gt_end)
     fail_like_pugixml(gt_end, false);
     fail(file_, pos_at(lt + 2), "malformed XML: Start-end tags mismatch");
   }
-  stack_.pop_back();
+  stack_.pop();
   const std::size_t depth = stack_.size();
   if (root_done_) return;
   if (depth == 3 && in_fragment_) {
