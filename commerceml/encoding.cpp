@@ -139,6 +139,18 @@ std::size_t find_invalid_utf8(std::string_view s) {
       ++i;
       continue;
     }
+    // Cyrillic: four two-byte sequences at a time — in each 16-bit lane (little-endian: the lead
+    // in the low byte) a lead 110xxxxx that is not 0xC0/0xC1, then a continuation 10xxxxxx.
+    while (i + 8 <= n) {
+      std::uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      if ((w & 0xC0E0C0E0C0E0C0E0ULL) != 0x80C080C080C080C0ULL) break;
+      const std::uint64_t lead_bits = w & 0x001E001E001E001EULL;  // zero in a lane: 0xC0 or 0xC1
+      if (((lead_bits + 0x7FFF7FFF7FFF7FFFULL) & 0x8000800080008000ULL) != 0x8000800080008000ULL) break;
+      i += 8;
+    }
+    if (i == n) break;
+    if (p[i] < 0x80) continue;
     if (p[i] >= 0xC2 && p[i] <= 0xDF && i + 1 < n && (p[i + 1] & 0xC0) == 0x80) {
       i += 2;
       continue;

@@ -50,3 +50,22 @@ TEST_CASE("find_invalid_utf8 reports the first bad byte") {
   CHECK(find_invalid_utf8("Т\xD0x") == 2);                     // continuation missing
   CHECK(find_invalid_utf8("\xCA\xEE") == 0);                   // windows-1251 text is not UTF-8
 }
+
+TEST_CASE("find_invalid_utf8: long Cyrillic runs (checked four characters at a time) hide no bad byte") {
+  const std::string word = "Наименование";  // 12 two-byte characters
+  std::string text;
+  for (int i = 0; i < 8; ++i) text += word;
+  CHECK(find_invalid_utf8(text) == std::string::npos);
+  CHECK(find_invalid_utf8("x" + text) == std::string::npos);  // runs starting at odd offsets
+  // Each fault at every offset of a run: overlong leads 0xC0/0xC1, a lead without continuation,
+  // a stray continuation, a three-byte lead's start.
+  for (const char* bad : {"\xC0\xAF", "\xC1\xBF", "\xD0x", "\x80", "\xD0\xD0"}) {
+    for (std::size_t at = 0; at <= text.size(); at += 2) {
+      std::string s = text;
+      s.insert(at, bad);
+      CAPTURE(at);
+      CAPTURE(bad);
+      CHECK(find_invalid_utf8(s) == at);
+    }
+  }
+}

@@ -361,7 +361,10 @@ std::size_t scanner::scan_markup(std::size_t lt) {
     if (gt == npos) fail_at_eof();
     std::string_view name = view(lt + 2, gt);
     while (!name.empty() && is_space(name.back())) name.remove_suffix(1);
-    if (name.empty() || std::any_of(name.begin(), name.end(), is_space))
+    // A name equal to the open element's has no white space in it (a start tag's name ends at
+    // the first): only a mismatch needs the closer look.
+    if ((stack_.empty() || stack_.back() != name) &&
+        (name.empty() || std::any_of(name.begin(), name.end(), is_space)))
       fail_syntax(lt, gt + 1, "Error parsing end element tag");
     on_end(name, lt, gt + 1);
     return gt + 1;
