@@ -1,5 +1,6 @@
 #include "commerceml/elements.hpp"
 
+#include <cstring>
 #include <utility>
 
 namespace obmen::commerceml::detail {
@@ -278,6 +279,8 @@ text_pos node_position(pugi::xml_node node, const position_map& map) {
 }
 
 std::string_view local_name(std::string_view qualified) {
+  // Most names have no prefix: one forward memchr says so (rfind walks back byte by byte).
+  if (std::memchr(qualified.data(), ':', qualified.size()) == nullptr) return qualified;
   const std::size_t colon = qualified.rfind(':');
   return colon == std::string_view::npos ? qualified : qualified.substr(colon + 1);
 }

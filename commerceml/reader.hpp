@@ -27,9 +27,11 @@
 // Memory is bounded and independent of the file size (a 550 MB catalog reads in ~25 MB RSS):
 // the input is read twice in chunks of read_options::chunk_size, and only one batch of
 // Товар / Предложение elements (plus one section's classifier) is parsed at a time. The first
-// pass checks the encoding, the tag structure, the root and the classifier, so a truncated or
-// mis-nested file fails before on_document; malformed content inside a single Товар /
-// Предложение is found when its batch is parsed, after the earlier batches were delivered.
+// pass checks the encoding of the whole file, and the tag structure, the root and the classifier
+// outside the Товары / Предложения lists, whose end it only looks for; so a truncated file, or
+// one mis-nested outside the items, fails before on_document. Anything malformed inside the
+// items (a mis-nested tag included) is found when its batch is parsed, after the earlier batches
+// were delivered: callers apply a file in one transaction.
 #include <cstddef>
 #include <filesystem>
 #include <optional>

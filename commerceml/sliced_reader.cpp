@@ -81,12 +81,17 @@ class name_stack {
   std::vector<std::size_t> ends_;
 };
 
+// Thrown by a pass 1 that skips lists when what it skips is not plainly a run of items.
+struct skip_refused {};
+
 class scanner {
  public:
   // Pass 1 gives `info` (validate, collect document_info); pass 2 gives `proc` (convert).
+  // skip_lists (pass 1 only): see skip_list().
   scanner(byte_source& source, std::string_view file_name, const read_options& options, document_info* info,
-          section_processor* proc)
-      : source_(source),
+          section_processor* proc, bool skip_lists = false)
+      : skip_lists_(skip_lists),
+        source_(source),
         file_(file_name),
         chunk_(std::max<std::size_t>(options.chunk_size, 1)),
         batch_size_(std::max<std::size_t>(options.batch_size, 1)),
@@ -132,6 +137,7 @@ class scanner {
 
   // ---- markup ----
   std::size_t scan_markup(std::size_t lt);  // returns the position after the token
+  std::size_t skip_list(std::size_t from);
   void on_start(std::string_view qname, std::size_t lt, std::size_t gt_end, bool empty);
   void on_end(std::string_view qname, std::size_t lt, std::size_t gt_end);
   void end_fragment(std::size_t gt_end);
@@ -149,6 +155,8 @@ class scanner {
     fail(file_, t.position_of(static_cast<std::size_t>(r.offset)), std::string("malformed XML: ") + r.description());
   }
 
+  bool skip_lists_;
+  bool skipping_ = false;  // a list just started that skip_list() is to jump over
   byte_source& source_;
   std::string file_;
   std::size_t chunk_;
@@ -350,6 +358,33 @@ void scanner::run() {
     token_ = lt;
     pos = scan_markup(lt);
     token_ = pos;
+    if (skipping_) {
+      skipping_ = false;
+      pos = skip_list(pos);
+    }
+  }
+}
+
+// Pass 1 has nothing to learn inside a Товары / Предложения list — pass 2 scans and parses every
+// item — but used to walk every tag of it. With skip_lists it jumps from the list's start tag to
+// the first "</list-name" instead, looking only at each '<' on the way. Anything that could make
+// that jump land wrong — a comment, CDATA or DOCTYPE ("<!"), a start tag with the list's name —
+// or the end of the input (a truncated file) throws skip_refused, and read_sliced runs pass 1
+// again without skipping, for the exact verdict. Returns the position of that end tag's '<'.
+std::size_t scanner::skip_list(std::size_t from) {
+  const std::string close = "</" + list_qname_, open = "<" + list_qname_;
+  stop_capture(from);  // the capture is for error messages; a refusal starts over anyway
+  for (;;) {
+    std::size_t lt = from;
+    while ((lt = find_char('<', lt)) != npos) {
+      token_ = lt;  // what precedes is done with: the window may drop it
+      if (!ensure(lt + close.size())) throw skip_refused{};
+      const std::string_view at_lt = view(lt, lt + close.size());
+      if (at_lt.starts_with(close)) return lt;
+      if (at_lt[1] == '!' || at_lt.starts_with(open)) throw skip_refused{};
+      ++lt;
+    }
+    throw skip_refused{};
   }
 }
 
@@ -539,6 +574,7 @@ void scanner::on_start(std::string_view qname, std::size_t lt, std::size_t gt_en
     batch_count_ = 0;
     wrap(scratch_, 3);
     start_capture(scratch_, gt_end);
+    skipping_ = skip_lists_ && !proc_;
     return;
   }
   if (depth == 3 && in_list_ && local == item_name(section_)) {
@@ -675,12 +711,24 @@ void scanner::fail_syntax(std::size_t token_begin, std::size_t region_end, const
 
 void read_sliced(byte_source& source, std::string_view file_name, catalog_sink& sink, const read_options& options) {
   document_info info;
-  info.file_name = file_name;
-  {
-    scanner pass1(source, file_name, options, &info, nullptr);
-    pass1.run();
-    info.encoding = pass1.encoding().encoding;
-    info.bom = pass1.encoding().bom;
+  const auto pass1 = [&](bool skip_lists) {
+    info = {};
+    info.file_name = file_name;
+    scanner scan(source, file_name, options, &info, nullptr, skip_lists);
+    scan.run();
+    info.encoding = scan.encoding().encoding;
+    info.bom = scan.encoding().bom;
+  };
+  // Fast first (skipping the lists); when that refuses or finds anything wrong, the full pass 1
+  // decides, with the messages and positions it always gave.
+  try {
+    pass1(true);
+  } catch (const skip_refused&) {
+    source.rewind();
+    pass1(false);
+  } catch (const parse_error&) {
+    source.rewind();
+    pass1(false);
   }
   finish_info(info);
   sink.on_document(info);

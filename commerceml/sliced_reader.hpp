@@ -11,8 +11,12 @@
 //
 // Two passes over the input: the first validates the structure (encoding, tag balance, root,
 // nesting depth, classifier content) and collects document_info; the second converts and calls
-// the sink. A truncated or mis-nested file therefore fails before on_document. Malformed content
-// inside a Товар / Предложение is found when its batch is parsed, after earlier batches went out.
+// the sink. The first pass jumps over each Товары / Предложения list to its end tag, looking
+// only at each '<' (the second pass scans and parses every item); anything that could mislead
+// the jump — a comment, CDATA, a start tag named like the list, the end of the input — makes it
+// start over without jumping, for the exact verdict and message. A truncated file therefore
+// fails before on_document; malformed content inside the items (mis-nested tags included) is
+// found when its batch is parsed, after earlier batches went out.
 //
 // Memory: one read chunk, the text of the current batch (≤ batch_size items, and flushed early
 // past 8 MiB) and its pugixml tree, plus one section's declarations — independent of the number
