@@ -118,10 +118,13 @@ field json_text(const nlohmann::json& j, const char* empty) {
 // newline and carriage return escaped. The escaping also makes the text an unambiguous encoding
 // of the fields, which is what a content hash is taken over.
 class copy_line {
+  static bool escaped(char c) { return c == '\\' || c == '\t' || c == '\n' || c == '\r'; }
+
  public:
   copy_line& text(std::string_view v) {
     separate();
-    if (v.find_first_of("\\\t\n\r") == std::string_view::npos) {
+    // Not find_first_of: that calls memchr over the four characters for every byte of v.
+    if (std::none_of(v.begin(), v.end(), escaped)) {
       s_ += v;
       return *this;
     }
@@ -377,6 +380,36 @@ std::string fix_hashes(const char* table, const char* stage_table) {
 
 // ─── catalog_writer ─────────────────────────────────────────────────────────────────────────
 
+namespace {
+
+// A Bloom filter of external ids, 2 MiB whatever the catalog's size: "no" is certain, "maybe"
+// is wrong about one id in 10 000 at 400 000 ids and grows less sure beyond (a wrong "maybe"
+// costs only a look-up).
+class id_filter {
+ public:
+  void add(std::string_view id) {
+    auto [h, step] = hashes(id);
+    for (int i = 0; i < probes; ++i, h += step) bits_[(h % size) / 64] |= std::uint64_t{1} << (h % 64);
+  }
+  bool may_contain(std::string_view id) const {
+    auto [h, step] = hashes(id);
+    for (int i = 0; i < probes; ++i, h += step)
+      if ((bits_[(h % size) / 64] & (std::uint64_t{1} << (h % 64))) == 0) return false;
+    return true;
+  }
+
+ private:
+  static constexpr std::size_t size = std::size_t{1} << 24;  // bits
+  static constexpr int probes = 4;
+  static std::pair<std::uint64_t, std::uint64_t> hashes(std::string_view id) {
+    const std::uint64_t h = std::hash<std::string_view>{}(id);
+    return {h, ((h >> 29) | (h << 35)) | 1};
+  }
+  std::vector<std::uint64_t> bits_ = std::vector<std::uint64_t>(size / 64);
+};
+
+}  // namespace
+
 struct catalog_writer::impl {
   pqxx::work& tx;
   std::string source;
@@ -402,6 +435,7 @@ struct catalog_writer::impl {
   bool bulk = false;
   std::set<std::string> bulk_checked;     // tables already looked at
   std::set<std::string> bulk_tables;      // tables loaded this way: empty, and locked by us since
+  std::map<std::string, id_filter> put_ids;  // by entity: ids put into a bulk-loaded table
   std::vector<deferred_object> deferred;  // indexes first, then foreign keys, in the order dropped
 
   // For each of `tables` (names in schema portal) that holds no row at all: drops its foreign
@@ -491,7 +525,25 @@ struct catalog_writer::impl {
   // content_hash of those it already holds (external id → hash, nullopt = NULL).
   using stored_hashes = std::unordered_map<std::string, std::optional<std::int64_t>>;
   // A bulk-loaded table needs no carried ids: it holds nothing this writer did not carry.
-  stored_hashes look_up(const char* entity, const std::string& ids_array) {
+  //
+  // In a bulk-loaded table (and outside an exchange session) the only stored rows are this
+  // writer's earlier batches: the ids it put are remembered in a Bloom filter, and only the ids
+  // the filter may have seen (a repeated id, or a false positive) are looked up — usually none,
+  // and then there is no statement at all.
+  stored_hashes look_up(const char* entity, const std::vector<std::string_view>& ids) {
+    if (bulk_loaded(entity) && !session) {
+      auto& filter = put_ids[entity];
+      std::vector<std::string_view> maybe;
+      for (const auto id : ids)
+        if (filter.may_contain(id)) maybe.push_back(id);
+      for (const auto id : ids) filter.add(id);
+      if (maybe.empty()) return {};
+      return stored_hashes_of(entity, text_array(maybe));
+    }
+    return stored_hashes_of(entity, text_array(ids));
+  }
+
+  stored_hashes stored_hashes_of(const char* entity, const std::string& ids_array) {
     std::string sql = bulk_loaded(entity) ? "WITH carried AS (SELECT $2::bigint, $3::text)"
                                           : "WITH carried AS (INSERT INTO obmen_carried (writer, entity, external_id) "
                                             "SELECT $2, $3, unnest($4::text[]))";
@@ -886,7 +938,7 @@ void catalog_writer::impl::put_products(const product_batch& prepared) {
   std::vector<std::string_view> batch_ids;
   batch_ids.reserve(rows.size());
   for (const auto& x : rows) batch_ids.push_back(x.row->external_id);
-  const auto stored = rows.empty() ? stored_hashes{} : look_up("products", text_array(batch_ids));
+  const auto stored = rows.empty() ? stored_hashes{} : look_up("products", batch_ids);
   const auto& categories = ids(category_ids, "categories");
   std::vector<const prepared_product*> fresh, staged;
   for (const auto& x : rows) {
@@ -1161,7 +1213,7 @@ void catalog_writer::impl::put_offers(const offer_batch& prepared) {
   std::vector<std::string_view> batch_ids;
   batch_ids.reserve(rows.size());
   for (const auto& x : rows) batch_ids.push_back(x.row->external_id);
-  const auto stored = rows.empty() ? stored_hashes{} : look_up("offers", text_array(batch_ids));
+  const auto stored = rows.empty() ? stored_hashes{} : look_up("offers", batch_ids);
 
   // Unchanged offers are done; new ones with a hash may take the fast path if their product,
   // price types and warehouses are known — their product ids are read in one more statement.

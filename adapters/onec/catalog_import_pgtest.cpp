@@ -918,3 +918,25 @@ TEST_CASE("bulk load: a table the portal holds a lock on is loaded the ordinary 
   CHECK(f.count("stock") == 132);
   CHECK(portal_schema_signature(*f.conn) == migrated);
 }
+
+TEST_CASE("bulk load: an id repeated in a later batch updates the row the earlier batch put") {
+  fixture f;
+  {
+    pqxx::work tx(*f.conn);
+    store::catalog_writer w(tx, "onec", std::nullopt, /*bulk_load=*/true);
+    store::product_row p1, p2;
+    p1.external_id = "p1";
+    p1.name = "one";
+    p2.external_id = "p2";
+    p2.name = "two";
+    w.put_products({p1});
+    p1.name = "one, renamed";
+    w.put_products({p1, p2});
+    w.put_products({p2});  // as it was: unchanged
+    w.close();
+    CHECK(entity(w.counts(), "products") == counts(2, 1, 1));
+    tx.commit();
+  }
+  CHECK(f.column("SELECT external_id || '=' || name FROM portal.products ORDER BY 1") ==
+        std::vector<std::string>{"p1=one, renamed", "p2=two"});
+}
