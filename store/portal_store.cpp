@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <bit>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <set>
@@ -138,6 +140,7 @@ class copy_line {
     return *this;
   }
   copy_line& value(const field& f) { return f ? text(*f) : null(); }
+  copy_line& opt(std::string_view v) { return v.empty() ? null() : text(v); }  // "" is NULL
   copy_line& number(std::int64_t n) {
     separate();
     s_ += std::to_string(n);
@@ -212,22 +215,27 @@ std::string with_hash(const std::string& line, const std::optional<std::int64_t>
   return line + '\t' + (hash ? std::to_string(*hash) : "\\N");
 }
 
-// Content hashes (portal.products/offers.content_hash): 64-bit FNV-1a over the row's COPY lines
+// Content hashes (portal.products/offers.content_hash): a 64-bit hash over the row's COPY lines
 // as staged (after mapping: names, codes, the price types and warehouses kept), separated by
-// newlines, after a version tag — change the tag when what a row stages changes meaning, and
-// every stored hash simply stops matching once. FNV-1a: two texts of equal length that differ
-// in one byte never collide; otherwise 2^-64 per changed row.
-constexpr std::uint64_t fnv_prime = 0x100000001b3ULL;
-
-std::uint64_t fnv1a(std::uint64_t h, std::string_view s) {
-  for (const unsigned char c : s) {
-    h ^= c;
-    h *= fnv_prime;
+// newlines, after a version tag — change the tag when what a row stages changes meaning (or the
+// hash itself changes), and every stored hash simply stops matching once. Eight bytes a step:
+// h = (rotl(h, 29) ^ word) * k, the last partial word carrying its length, so two texts of equal
+// length that differ in one word never collide (each step is a bijection of h and of the
+// word); otherwise 2^-64 per changed row. Tag 1 was FNV-1a byte by byte (4 × slower).
+std::uint64_t content_hash(std::uint64_t h, std::string_view s) {
+  constexpr std::uint64_t k = 0x9E3779B97F4A7C15ULL;
+  std::size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    h = (std::rotl(h, 29) ^ w) * k;
   }
-  return h;
+  std::uint64_t w = static_cast<std::uint64_t>(s.size() - i) << 56;
+  std::memcpy(&w, s.data() + i, s.size() - i);  // little-endian: the low bytes
+  return (std::rotl(h, 29) ^ w) * k;
 }
 
-std::uint64_t hash_start() { return fnv1a(0xcbf29ce484222325ULL, "obmen content 1\n"); }
+std::uint64_t hash_start() { return content_hash(0xcbf29ce484222325ULL, "obmen content 2\n"); }
 
 std::int64_t hash_value(std::uint64_t h) { return static_cast<std::int64_t>(h); }
 
@@ -902,19 +910,19 @@ std::shared_ptr<const catalog_writer::product_batch> catalog_writer::prepare_pro
     }
     prepared_product x{p, {}, {}, {}, json_text(p->attributes, "{}"), json_text(p->requisites, "{}")};
     copy_line line;
-    line.text(p->external_id).value(text(p->version)).value(text(p->sku)).value(text(p->barcode))
-        .value(text(p->code)).text(p->name).value(text(p->full_name)).value(text(p->description))
-        .value(text(p->unit)).value(text(p->unit_code)).value(text(p->manufacturer)).value(text(p->vat_rate))
-        .value(text(p->category_external_id)).value(x.attributes)
+    line.text(p->external_id).opt(p->version).opt(p->sku).opt(p->barcode)
+        .opt(p->code).text(p->name).opt(p->full_name).opt(p->description)
+        .opt(p->unit).opt(p->unit_code).opt(p->manufacturer).opt(p->vat_rate)
+        .opt(p->category_external_id).value(x.attributes)
         .value(x.requisites).value(boolean(p->images.has_value())).value(boolean(p->active));
     x.line = line.str();
-    auto h = fnv1a(hash_start(), x.line);
+    auto h = content_hash(hash_start(), x.line);
     if (p->images) {
       int position = 0;
       for (const auto& sha : *p->images) {
         copy_line image;
         image.text(p->external_id).number(++position).text(sha);
-        h = fnv1a(fnv1a(h, "\n"), image.str());
+        h = content_hash(content_hash(h, "\n"), image.str());
         x.images.push_back(image.str());
       }
     }
@@ -962,15 +970,15 @@ void catalog_writer::impl::put_products(const product_batch& prepared) {
     for (const auto* x : fresh) {
       const auto& p = *x->row;
       copy_line line;
-      line.text(source).text(p.external_id).value(text(p.sku)).text(p.name).value(text(p.full_name))
-          .value(text(p.description));
+      line.text(source).text(p.external_id).opt(p.sku).text(p.name).opt(p.full_name)
+          .opt(p.description);
       if (p.category_external_id.empty())
         line.null();
       else
         line.number(categories.at(p.category_external_id));
-      line.value(text(p.unit)).value(text(p.unit_code)).value(text(p.barcode)).value(text(p.code))
-          .value(text(p.manufacturer)).value(text(p.vat_rate)).value(x->attributes)
-          .value(x->requisites).value(text(p.version)).value(boolean(p.active)).number(x->hash);
+      line.opt(p.unit).opt(p.unit_code).opt(p.barcode).opt(p.code)
+          .opt(p.manufacturer).opt(p.vat_rate).value(x->attributes)
+          .value(x->requisites).opt(p.version).value(boolean(p.active)).number(x->hash);
       c.write(line);
     }
     c.complete();
@@ -1148,8 +1156,8 @@ std::shared_ptr<const catalog_writer::offer_batch> catalog_writer::prepare_offer
       }
     }
     copy_line line;
-    line.text(o->external_id).value(text(o->product_external_id)).value(text(o->characteristic_id))
-        .value(text(o->version)).text(o->name).value(text(o->sku)).value(text(o->barcode))
+    line.text(o->external_id).opt(o->product_external_id).opt(o->characteristic_id)
+        .opt(o->version).text(o->name).opt(o->sku).opt(o->barcode)
         .value(json_text(o->characteristics, "[]")).value(boolean(o->active)).value(boolean(o->header_only))
         .value(quantity).value(boolean(o->prices.has_value())).value(boolean(o->stock.has_value()));
     prepared_offer x{o, line.str(), {}, {}, {}, {}, {}};
@@ -1169,8 +1177,8 @@ std::shared_ptr<const catalog_writer::offer_batch> catalog_writer::prepare_offer
           hashable = false;
         }
         copy_line price;
-        price.text(o->external_id).text(p->price_type_external_id).text(p->value).value(text(p->currency))
-            .value(text(p->unit)).value(text(p->coefficient));
+        price.text(o->external_id).text(p->price_type_external_id).text(p->value).opt(p->currency)
+            .opt(p->unit).opt(p->coefficient);
         x.prices.push_back(p);
         x.price_lines.push_back(price.str());
       }
@@ -1192,9 +1200,9 @@ std::shared_ptr<const catalog_writer::offer_batch> catalog_writer::prepare_offer
       }
     }
     if (hashable) {
-      auto h = fnv1a(hash_start(), x.line);
-      for (const auto& l : x.price_lines) h = fnv1a(fnv1a(h, "\np "), l);
-      for (const auto& l : x.stock_lines) h = fnv1a(fnv1a(h, "\ns "), l);
+      auto h = content_hash(hash_start(), x.line);
+      for (const auto& l : x.price_lines) h = content_hash(content_hash(h, "\np "), l);
+      for (const auto& l : x.stock_lines) h = content_hash(content_hash(h, "\ns "), l);
       x.hash = hash_value(h);
     }
     rows.push_back(std::move(x));
@@ -1286,8 +1294,8 @@ void catalog_writer::impl::put_offers(const offer_batch& prepared) {
           line.number(product_ids.at(o.product_external_id));
         field quantity;
         if (o.quantity) quantity = *o.quantity;
-        line.value(text(o.product_external_id)).value(text(o.characteristic_id)).text(o.name).value(text(o.sku))
-            .value(text(o.barcode)).value(json_text(o.characteristics, "[]")).value(quantity).value(text(o.version))
+        line.opt(o.product_external_id).opt(o.characteristic_id).text(o.name).opt(o.sku)
+            .opt(o.barcode).value(json_text(o.characteristics, "[]")).value(quantity).opt(o.version)
             .value(boolean(o.active)).number(fresh[i]->hash);
         c.write(line);
       }
@@ -1305,7 +1313,7 @@ void catalog_writer::impl::put_offers(const offer_batch& prepared) {
         for (const auto* p : fresh[i]->prices) {
           copy_line line;
           line.number(offer_ids[i]).number(price_types.at(p->price_type_external_id)).text(p->value)
-              .value(text(p->currency)).value(text(p->unit)).text(p->coefficient.empty() ? "1" : p->coefficient);
+              .opt(p->currency).opt(p->unit).text(p->coefficient.empty() ? "1" : p->coefficient);
           c.write(line);
         }
       c.complete();
