@@ -29,9 +29,10 @@ struct import_options {
   std::optional<std::int64_t> exchange_session_id;  // for `deactivate`; nullopt from the CLI
   const mapping::rules* rules = nullptr;            // nullptr = defaults (import everything as-is)
   std::filesystem::path files_root;                 // where Картинка paths are resolved (the spool dir)
-  // Most products / offers per store batch. Each batch costs a dozen statements whatever its size,
-  // so batches are large; the reader also cuts a batch at 8 MiB of XML, which bounds memory.
-  std::size_t batch_size = 5000;
+  // Most products / offers per store batch; the reader also cuts a batch at 8 MiB of XML. Three
+  // batches are in flight (read, prepared, written), so this bounds memory. Measured on 100 000
+  // products: 1 000, 2 500, 5 000 and 10 000 import equally fast; peak RSS 51, 117, 170, 259 MB.
+  std::size_t batch_size = 2500;
   // Called from the importing thread now and then with a short state ("products: 12000").
   std::function<void(const std::string&)> progress;
   // Runs inside the import's transaction just before commit (records the result with the data).
