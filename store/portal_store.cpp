@@ -417,12 +417,14 @@ namespace {
 // costs only a look-up).
 class id_filter {
  public:
-  void add(std::string_view id) {
-    auto [h, step] = hashes(id);
+  // An id's key: computed where the batch is prepared, off the store thread.
+  static std::uint64_t key(std::string_view id) { return std::hash<std::string_view>{}(id); }
+  void add(std::uint64_t key) {
+    auto [h, step] = probe(key);
     for (int i = 0; i < probes; ++i, h += step) bits_[(h % size) / 64] |= std::uint64_t{1} << (h % 64);
   }
-  bool may_contain(std::string_view id) const {
-    auto [h, step] = hashes(id);
+  bool may_contain(std::uint64_t key) const {
+    auto [h, step] = probe(key);
     for (int i = 0; i < probes; ++i, h += step)
       if ((bits_[(h % size) / 64] & (std::uint64_t{1} << (h % 64))) == 0) return false;
     return true;
@@ -431,10 +433,7 @@ class id_filter {
  private:
   static constexpr std::size_t size = std::size_t{1} << 24;  // bits
   static constexpr int probes = 4;
-  static std::pair<std::uint64_t, std::uint64_t> hashes(std::string_view id) {
-    const std::uint64_t h = std::hash<std::string_view>{}(id);
-    return {h, ((h >> 29) | (h << 35)) | 1};
-  }
+  static std::pair<std::uint64_t, std::uint64_t> probe(std::uint64_t h) { return {h, ((h >> 29) | (h << 35)) | 1}; }
   std::vector<std::uint64_t> bits_ = std::vector<std::uint64_t>(size / 64);
 };
 
@@ -569,13 +568,15 @@ struct catalog_writer::impl {
   // writer's earlier batches: the ids it put are remembered in a Bloom filter, and only the ids
   // the filter may have seen (a repeated id, or a false positive) are looked up — usually none,
   // and then there is no statement at all.
-  stored_hashes look_up(const char* entity, const std::vector<std::string_view>& ids) {
+  // keys: id_filter::key of each id.
+  stored_hashes look_up(const char* entity, const std::vector<std::string_view>& ids,
+                        const std::vector<std::uint64_t>& keys) {
     if (bulk_loaded(entity) && !session) {
       auto& filter = put_ids[entity];
       std::vector<std::string_view> maybe;
-      for (const auto id : ids)
-        if (filter.may_contain(id)) maybe.push_back(id);
-      for (const auto id : ids) filter.add(id);
+      for (std::size_t i = 0; i < ids.size(); ++i)
+        if (filter.may_contain(keys[i])) maybe.push_back(ids[i]);
+      for (const auto k : keys) filter.add(k);
       if (maybe.empty()) return {};
       return stored_hashes_of(entity, text_array(maybe));
     }
@@ -925,6 +926,7 @@ struct prepared_product {
 struct catalog_writer::product_batch {
   std::vector<product_row> batch;
   std::vector<prepared_product> rows;  // pointing into batch
+  std::vector<std::uint64_t> id_keys;  // id_filter::key of each row's id
   std::vector<std::string> warnings;
   std::int64_t skipped = 0;
 };
@@ -960,6 +962,8 @@ std::shared_ptr<const catalog_writer::product_batch> catalog_writer::prepare_pro
     x.hash = hash_value(h);
     rows.push_back(std::move(x));
   }
+  out->id_keys.reserve(rows.size());
+  for (const auto& x : rows) out->id_keys.push_back(id_filter::key(x.row->external_id));
   return out;
 }
 
@@ -977,7 +981,7 @@ void catalog_writer::impl::put_products(const product_batch& prepared) {
   std::vector<std::string_view> batch_ids;
   batch_ids.reserve(rows.size());
   for (const auto& x : rows) batch_ids.push_back(x.row->external_id);
-  const auto stored = rows.empty() ? stored_hashes{} : look_up("products", batch_ids);
+  const auto stored = rows.empty() ? stored_hashes{} : look_up("products", batch_ids, prepared.id_keys);
   const auto& categories = ids(category_ids, "categories");
   std::vector<const prepared_product*> fresh, staged;
   for (const auto& x : rows) {
@@ -1156,6 +1160,8 @@ struct prepared_offer {
 struct catalog_writer::offer_batch {
   std::vector<offer_row> batch;
   std::vector<prepared_offer> rows;  // pointing into batch
+  std::vector<std::uint64_t> id_keys;  // id_filter::key of each row's id
+  std::string products_array;          // the rows' distinct product ids as a text[] literal ("" = none)
   std::vector<std::string> warnings;
   std::int64_t skipped = 0, prices_bad = 0, stock_bad = 0;
   bool any_prices = false, any_stock = false;
@@ -1240,6 +1246,15 @@ std::shared_ptr<const catalog_writer::offer_batch> catalog_writer::prepare_offer
     }
     rows.push_back(std::move(x));
   }
+  out->id_keys.reserve(rows.size());
+  std::vector<std::string_view> products;
+  for (const auto& x : rows) {
+    out->id_keys.push_back(id_filter::key(x.row->external_id));
+    if (!x.row->product_external_id.empty()) products.push_back(x.row->product_external_id);
+  }
+  std::sort(products.begin(), products.end());
+  products.erase(std::unique(products.begin(), products.end()), products.end());
+  if (!products.empty()) out->products_array = text_array(products);
   return out;
 }
 
@@ -1254,7 +1269,7 @@ void catalog_writer::impl::put_offers(const offer_batch& prepared) {
   std::vector<std::string_view> batch_ids;
   batch_ids.reserve(rows.size());
   for (const auto& x : rows) batch_ids.push_back(x.row->external_id);
-  const auto stored = rows.empty() ? stored_hashes{} : look_up("offers", batch_ids);
+  const auto stored = rows.empty() ? stored_hashes{} : look_up("offers", batch_ids, prepared.id_keys);
 
   // Unchanged offers are done; new ones with a hash may take the fast path if their product,
   // price types and warehouses are known — their product ids are read in one more statement.
@@ -1276,13 +1291,18 @@ void catalog_writer::impl::put_offers(const offer_batch& prepared) {
   std::vector<const prepared_offer*> fresh;
   std::unordered_map<std::string, std::int64_t> product_ids;
   if (!candidates.empty()) {
-    std::vector<std::string_view> products;
-    for (const auto* x : candidates)
-      if (!x->row->product_external_id.empty()) products.push_back(x->row->product_external_id);
+    // All new: the products of the whole batch, as prepared; else just the candidates'.
+    std::string products = prepared.products_array;
+    if (candidates.size() != rows.size()) {
+      std::vector<std::string_view> some;
+      for (const auto* x : candidates)
+        if (!x->row->product_external_id.empty()) some.push_back(x->row->product_external_id);
+      products = some.empty() ? std::string() : text_array(some);
+    }
     if (!products.empty())
       for (const auto& r : tx.exec_params(
                "SELECT external_id, id FROM portal.products WHERE source = $1 AND external_id = ANY($2::text[])",
-               source, text_array(products)))
+               source, products))
         product_ids.emplace(r[0].as<std::string>(), r[1].as<std::int64_t>());
     const auto& price_types = ids(price_type_ids, "price_types");
     const auto& warehouses = ids(warehouse_ids, "warehouses");

@@ -142,13 +142,18 @@ class store_thread {
   store_thread(const store_thread&) = delete;
   store_thread& operator=(const store_thread&) = delete;
 
-  // Blocks while a task is already waiting; rethrows the failure of an earlier task.
+  // Blocks while a task is already waiting; rethrows the failure of an earlier task. The task
+  // this thread ran last is destroyed here, on the calling thread: freeing a batch's rows is
+  // work the database would otherwise wait for.
   void run(task t) {
+    std::optional<task> spent;
     std::unique_lock lock(mutex_);
     space_.wait(lock, [&] { return error_ || !pending_; });
     if (error_) std::rethrow_exception(error_);
     pending_ = std::move(t);
+    spent.swap(spent_);
     ready_.notify_one();
+    lock.unlock();
   }
 
   // Runs what is queued, joins the thread and rethrows the first failure.
@@ -176,6 +181,8 @@ class store_thread {
       space_.notify_one();
       try {
         t(writer_);
+        std::lock_guard lock(mutex_);
+        spent_.emplace(std::move(t));  // an older one not collected yet is freed here instead
       } catch (...) {
         std::lock_guard lock(mutex_);
         error_ = std::current_exception();
@@ -190,6 +197,7 @@ class store_thread {
   std::mutex mutex_;
   std::condition_variable ready_, space_;
   std::optional<task> pending_;
+  std::optional<task> spent_;  // run, not yet destroyed (see run())
   bool done_ = false;
   std::exception_ptr error_;
   std::thread thread_;  // last: starts once the members above exist
