@@ -447,6 +447,8 @@ struct catalog_writer::impl {
   import_counts counts;
   std::size_t warnings_dropped = 0;
 
+  std::string planner_random_page_cost;  // the session's, before the writer lowered it
+
   impl(pqxx::work& t, std::string s, std::optional<std::int64_t> sid, bool bulk_load)
       : tx(t), source(std::move(s)), session(sid), bulk(bulk_load) {
     // New products and offers are COPied straight into the portal tables (see put_products): a
@@ -458,6 +460,8 @@ struct catalog_writer::impl {
     // keys; with the default random_page_cost (4, spinning disks) the planner hashes the whole
     // table instead of probing its index (measured, 1% package of 100 000 products: the price
     // merge 48 ms instead of 8). For its own transaction obmen assumes SSD or RAM.
+    // Not for the whole-table joins that validate re-created keys (see restore_constraints).
+    planner_random_page_cost = tx.exec1("SELECT current_setting('random_page_cost')")[0].as<std::string>();
     tx.exec("SELECT set_config('random_page_cost', '1.1', true) "
             "WHERE current_setting('random_page_cost')::float8 > 1.1");
     if (tx.exec1("SELECT to_regclass('pg_temp.obmen_stage_categories') IS NULL")[0].as<bool>()) tx.exec(staging_ddl);
@@ -536,11 +540,18 @@ struct catalog_writer::impl {
     std::stable_partition(deferred.begin(), deferred.end(),
                           [](const deferred_object& d) { return d.create.rfind("CREATE", 0) == 0; });
     if (!deferred.empty()) {
-      const auto before = tx.exec1("SELECT current_setting('maintenance_work_mem'), current_setting('work_mem')");
-      tx.exec("SELECT set_config('maintenance_work_mem', '128MB', true), set_config('work_mem', '64MB', true)");
+      const auto before = tx.exec1(
+          "SELECT current_setting('maintenance_work_mem'), current_setting('work_mem'), "
+          "current_setting('random_page_cost')");
+      // A key is validated by one join of whole tables: hashed, as the session's own costs plan
+      // it (with the writer's random_page_cost it probed an index per row, 0.6 s slower here).
+      tx.exec_params("SELECT set_config('maintenance_work_mem', '128MB', true), set_config('work_mem', '64MB', true), "
+                     "set_config('random_page_cost', $1, true)",
+                     planner_random_page_cost);
       for (const auto& d : deferred) tx.exec(d.create);
-      tx.exec_params("SELECT set_config('maintenance_work_mem', $1, true), set_config('work_mem', $2, true)",
-                     before[0].as<std::string>(), before[1].as<std::string>());
+      tx.exec_params("SELECT set_config('maintenance_work_mem', $1, true), set_config('work_mem', $2, true), "
+                     "set_config('random_page_cost', $3, true)",
+                     before[0].as<std::string>(), before[1].as<std::string>(), before[2].as<std::string>());
     }
     deferred.clear();
     for (const auto& [table, g] : grown)
