@@ -222,28 +222,23 @@ void copy_rows(pqxx::work& tx, const std::string& table, const std::array<const 
 template <class T, class Lines>
 std::size_t copy_lines(pqxx::work& tx, const std::string& table, const std::vector<std::string>& columns,
                        const std::vector<const T*>& items, Lines lines) {
-  std::size_t n = 0;
-  for (const auto* x : items) n += lines(*x).size();
-  if (n == 0) return 0;
-  copy_in c{tx, table, columns};
+  std::vector<std::string> all;
   for (const auto* x : items)
-    for (const auto& line : lines(*x)) c.write(line);
+    for (auto& line : lines(*x)) all.push_back(std::move(line));
+  if (all.empty()) return 0;
+  copy_in c{tx, table, columns};
+  for (const auto& line : all) c.write(line);
   c.complete();
-  return n;
+  return all.size();
 }
 
-// A staging line with its content hash appended as the last column.
-std::string with_hash(const std::string& line, const std::optional<std::int64_t>& hash) {
-  return line + '\t' + (hash ? std::to_string(*hash) : "\\N");
-}
-
-// Content hashes (portal.products/offers.content_hash): a 64-bit hash over the row's COPY lines
-// as staged (after mapping: names, codes, the price types and warehouses kept), separated by
-// newlines, after a version tag — change the tag when what a row stages changes meaning (or the
-// hash itself changes), and every stored hash simply stops matching once. Eight bytes a step:
-// h = (rotl(h, 29) ^ word) * k, the last partial word carrying its length, so two texts of equal
-// length that differ in one word never collide (each step is a bijection of h and of the
-// word); otherwise 2^-64 per changed row. Tag 1 was FNV-1a byte by byte (4 × slower).
+// Content hashes (portal.products/offers.content_hash): a 64-bit hash over the fields a row
+// stages (after mapping: names, codes, the price types and warehouses kept; see row_hash), after
+// a version tag — change the tag when what a row stages changes meaning (or the hash itself
+// changes), and every stored hash simply stops matching once. Eight bytes a step:
+// h = (rotl(h, 29) ^ word) * k, each field's last partial word carrying its length, so two rows
+// that differ in one word of one field never collide (each step is a bijection of h and of the
+// word); otherwise 2^-64 per changed row. Tag 1 was FNV-1a, byte by byte, over the staging lines.
 std::uint64_t content_hash(std::uint64_t h, std::string_view s) {
   constexpr std::uint64_t k = 0x9E3779B97F4A7C15ULL;
   std::size_t i = 0;
@@ -260,6 +255,28 @@ std::uint64_t content_hash(std::uint64_t h, std::string_view s) {
 std::uint64_t hash_start() { return content_hash(0xcbf29ce484222325ULL, "obmen content 2\n"); }
 
 std::int64_t hash_value(std::uint64_t h) { return static_cast<std::int64_t>(h); }
+
+// A row's content hash, fed field by field — the fields its staging line would hold, in that
+// order — without building the line (most rows of an import are never staged). Each field's
+// length is folded in by content_hash; NULL is a word no text ends in (texts hold no NUL).
+class row_hash {
+ public:
+  row_hash& text(std::string_view s) {
+    h_ = content_hash(h_, s);
+    return *this;
+  }
+  row_hash& opt(std::string_view s) { return s.empty() ? null() : text(s); }
+  row_hash& null() {
+    h_ = (std::rotl(h_, 29) ^ 0xFF00000000000000ULL) * 0x9E3779B97F4A7C15ULL;
+    return *this;
+  }
+  row_hash& flag(bool b) { return text(b ? "t" : "f"); }
+  row_hash& number(std::int64_t n) { return text(std::to_string(n)); }
+  std::int64_t value() const { return hash_value(h_); }
+
+ private:
+  std::uint64_t h_ = hash_start();
+};
 
 // A PostgreSQL text[] literal for a parameter: {"a","b\"c"}.
 std::string text_array(const std::vector<std::string_view>& items) {
@@ -932,11 +949,33 @@ namespace {
 
 struct prepared_product {
   const product_row* row;
-  std::string line;                 // obmen_stage_products without content_hash
-  std::vector<std::string> images;  // obmen_stage_product_images
   std::optional<std::int64_t> hash;
-  field attributes, requisites;     // as JSON text
+  std::string attributes, requisites;  // as JSON text
 };
+
+// obmen_stage_products, content_hash last.
+std::string staging_line(const prepared_product& x) {
+  const auto& p = *x.row;
+  copy_line line;
+  line.text(p.external_id).opt(p.version).opt(p.sku).opt(p.barcode).opt(p.code).text(p.name).opt(p.full_name)
+      .opt(p.description).opt(p.unit).opt(p.unit_code).opt(p.manufacturer).opt(p.vat_rate)
+      .opt(p.category_external_id).text(x.attributes).text(x.requisites).value(boolean(p.images.has_value()))
+      .value(boolean(p.active)).number(x.hash);
+  return line.str();
+}
+
+// obmen_stage_product_images.
+std::vector<std::string> image_lines(const prepared_product& x) {
+  std::vector<std::string> out;
+  if (!x.row->images) return out;
+  int position = 0;
+  for (const auto& sha : *x.row->images) {
+    copy_line image;
+    image.text(x.row->external_id).number(++position).text(sha);
+    out.push_back(image.str());
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -958,25 +997,17 @@ std::shared_ptr<const catalog_writer::product_batch> catalog_writer::prepare_pro
       ++out->skipped;
       continue;
     }
-    prepared_product x{p, {}, {}, {}, json_text(p->attributes, "{}"), json_text(p->requisites, "{}")};
-    copy_line line;
-    line.text(p->external_id).opt(p->version).opt(p->sku).opt(p->barcode)
-        .opt(p->code).text(p->name).opt(p->full_name).opt(p->description)
-        .opt(p->unit).opt(p->unit_code).opt(p->manufacturer).opt(p->vat_rate)
-        .opt(p->category_external_id).value(x.attributes)
-        .value(x.requisites).value(boolean(p->images.has_value())).value(boolean(p->active));
-    x.line = line.str();
-    auto h = content_hash(hash_start(), x.line);
+    prepared_product x{p, {}, *json_text(p->attributes, "{}"), *json_text(p->requisites, "{}")};
+    row_hash h;
+    h.text(p->external_id).opt(p->version).opt(p->sku).opt(p->barcode).opt(p->code).text(p->name)
+        .opt(p->full_name).opt(p->description).opt(p->unit).opt(p->unit_code).opt(p->manufacturer)
+        .opt(p->vat_rate).opt(p->category_external_id).text(x.attributes).text(x.requisites)
+        .flag(p->images.has_value()).flag(p->active);
     if (p->images) {
       int position = 0;
-      for (const auto& sha : *p->images) {
-        copy_line image;
-        image.text(p->external_id).number(++position).text(sha);
-        h = content_hash(content_hash(h, "\n"), image.str());
-        x.images.push_back(image.str());
-      }
+      for (const auto& sha : *p->images) h.text("image").number(++position).text(sha);
     }
-    x.hash = hash_value(h);
+    x.hash = h.value();
     rows.push_back(std::move(x));
   }
   out->id_keys.reserve(rows.size());
@@ -1029,8 +1060,8 @@ void catalog_writer::impl::put_products(const product_batch& prepared) {
       else
         line.number(categories.at(p.category_external_id));
       line.opt(p.unit).opt(p.unit_code).opt(p.barcode).opt(p.code)
-          .opt(p.manufacturer).opt(p.vat_rate).value(x->attributes)
-          .value(x->requisites).opt(p.version).value(boolean(p.active)).number(x->hash);
+          .opt(p.manufacturer).opt(p.vat_rate).text(x->attributes)
+          .text(x->requisites).opt(p.version).value(boolean(p.active)).number(x->hash);
       c.write(line);
     }
     c.complete();
@@ -1048,9 +1079,9 @@ void catalog_writer::impl::put_products(const product_batch& prepared) {
              {"external_id", "version", "sku", "barcode", "code", "name", "full_name", "description", "unit",
               "unit_code", "manufacturer", "vat_rate", "category_external_id", "attributes", "requisites",
               "images_given", "active", "content_hash"},
-             staged, [](const prepared_product& x) { return std::array{with_hash(x.line, x.hash)}; });
+             staged, [](const prepared_product& x) { return std::array{staging_line(x)}; });
   const auto image_rows = copy_lines(tx, "obmen_stage_product_images", {"product_external_id", "position", "sha256"},
-                                     staged, [](const prepared_product& x) -> const auto& { return x.images; });
+                                     staged, [](const prepared_product& x) { return image_lines(x); });
   analyze("obmen_stage_products", staged.size());
   analyze("obmen_stage_product_images", image_rows);
   const auto marked = marked_deleted("products", "obmen_stage_products");
@@ -1164,13 +1195,49 @@ namespace {
 
 struct prepared_offer {
   const offer_row* row;
-  std::string line;                                 // obmen_stage_offers without content_hash
   std::vector<const price_row*> prices;             // the valid ones, as staged
   std::vector<const stock_row*> stock;
-  std::vector<std::string> price_lines, stock_lines;  // obmen_stage_prices / obmen_stage_stock
   std::optional<std::int64_t> hash;                 // nullopt: header-only, no name, or a warning
   std::string characteristics;                      // as JSON text
+  bool quantity_valid = false;                      // row->quantity is carried and a number
 };
+
+// obmen_stage_offers, content_hash last.
+std::string staging_line(const prepared_offer& x) {
+  const auto& o = *x.row;
+  copy_line line;
+  line.text(o.external_id).opt(o.product_external_id).opt(o.characteristic_id).opt(o.version).text(o.name)
+      .opt(o.sku).opt(o.barcode).text(x.characteristics).value(boolean(o.active)).value(boolean(o.header_only));
+  if (x.quantity_valid)
+    line.text(*o.quantity);
+  else
+    line.null();
+  line.value(boolean(o.prices.has_value())).value(boolean(o.stock.has_value())).number(x.hash);
+  return line.str();
+}
+
+// obmen_stage_prices.
+std::vector<std::string> price_lines(const prepared_offer& x) {
+  std::vector<std::string> out;
+  for (const auto* p : x.prices) {
+    copy_line price;
+    price.text(x.row->external_id).text(p->price_type_external_id).text(p->value).opt(p->currency).opt(p->unit)
+        .opt(p->coefficient);
+    out.push_back(price.str());
+  }
+  return out;
+}
+
+// obmen_stage_stock.
+std::vector<std::string> stock_lines(const prepared_offer& x) {
+  std::vector<std::string> out;
+  for (const auto* st : x.stock) {
+    copy_line stock;
+    stock.text(x.row->external_id).text(st->warehouse_external_id).text(st->quantity);
+    out.push_back(stock.str());
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -1201,42 +1268,43 @@ std::shared_ptr<const catalog_writer::offer_batch> catalog_writer::prepare_offer
     // offers change only part of a row, a nameless one takes its product's name, and a warning
     // must be given again next time.
     bool hashable = !o->header_only && !o->name.empty();
-    field quantity;
+    prepared_offer x{o, {}, {}, {}, *json_text(o->characteristics, "[]"), false};
     if (o->quantity) {
       if (is_decimal(*o->quantity)) {
-        quantity = *o->quantity;
+        x.quantity_valid = true;
       } else {
-        out->warnings.push_back("offer '" + o->external_id + "': quantity '" + *o->quantity + "' is not a number; left as it was");
+        out->warnings.push_back("offer '" + o->external_id + "': quantity '" + *o->quantity +
+                                "' is not a number; left as it was");
         hashable = false;
       }
     }
-    std::string characteristics = *json_text(o->characteristics, "[]");
-    copy_line line;
-    line.text(o->external_id).opt(o->product_external_id).opt(o->characteristic_id)
-        .opt(o->version).text(o->name).opt(o->sku).opt(o->barcode)
-        .text(characteristics).value(boolean(o->active)).value(boolean(o->header_only))
-        .value(quantity).value(boolean(o->prices.has_value())).value(boolean(o->stock.has_value()));
-    prepared_offer x{o, line.str(), {}, {}, {}, {}, {}, std::move(characteristics)};
+    row_hash h;
+    h.text(o->external_id).opt(o->product_external_id).opt(o->characteristic_id).opt(o->version).text(o->name)
+        .opt(o->sku).opt(o->barcode).text(x.characteristics).flag(o->active).flag(o->header_only);
+    if (x.quantity_valid)
+      h.text(*o->quantity);
+    else
+      h.null();
+    h.flag(o->prices.has_value()).flag(o->stock.has_value());
     if (o->prices) {
       out->any_prices = true;
       for (const auto* p : last_wins(*o->prices, [](const price_row& p) { return p.price_type_external_id; })) {
         if (!is_decimal(p->value) || !fits_price(p->value) || (!p->coefficient.empty() && !is_decimal(p->coefficient))) {
-          out->warnings.push_back("offer '" + o->external_id + "': price '" + p->value + "' (coefficient '" + p->coefficient +
-               "') for price type '" + p->price_type_external_id + "' is not a valid amount; price skipped");
+          out->warnings.push_back("offer '" + o->external_id + "': price '" + p->value + "' (coefficient '" +
+                                  p->coefficient + "') for price type '" + p->price_type_external_id +
+                                  "' is not a valid amount; price skipped");
           ++out->prices_bad;
           hashable = false;
           continue;
         }
         if (rounds_price(p->value)) {
-          out->warnings.push_back("offer '" + o->external_id + "': price '" + p->value + "' for price type '" + p->price_type_external_id +
-               "' has more than 4 decimal places; stored rounded");
+          out->warnings.push_back("offer '" + o->external_id + "': price '" + p->value + "' for price type '" +
+                                  p->price_type_external_id + "' has more than 4 decimal places; stored rounded");
           hashable = false;
         }
-        copy_line price;
-        price.text(o->external_id).text(p->price_type_external_id).text(p->value).opt(p->currency)
-            .opt(p->unit).opt(p->coefficient);
+        h.text("price").text(p->price_type_external_id).text(p->value).opt(p->currency).opt(p->unit)
+            .opt(p->coefficient);
         x.prices.push_back(p);
-        x.price_lines.push_back(price.str());
       }
     }
     if (o->stock) {
@@ -1244,23 +1312,16 @@ std::shared_ptr<const catalog_writer::offer_batch> catalog_writer::prepare_offer
       for (const auto* st : last_wins(*o->stock, [](const stock_row& s) { return s.warehouse_external_id; })) {
         if (!is_decimal(st->quantity)) {
           out->warnings.push_back("offer '" + o->external_id + "': quantity '" + st->quantity + "' at warehouse '" +
-               st->warehouse_external_id + "' is not a number; stock skipped");
+                                  st->warehouse_external_id + "' is not a number; stock skipped");
           ++out->stock_bad;
           hashable = false;
           continue;
         }
-        copy_line stock;
-        stock.text(o->external_id).text(st->warehouse_external_id).text(st->quantity);
+        h.text("stock").text(st->warehouse_external_id).text(st->quantity);
         x.stock.push_back(st);
-        x.stock_lines.push_back(stock.str());
       }
     }
-    if (hashable) {
-      auto h = content_hash(hash_start(), x.line);
-      for (const auto& l : x.price_lines) h = content_hash(content_hash(h, "\np "), l);
-      for (const auto& l : x.stock_lines) h = content_hash(content_hash(h, "\ns "), l);
-      x.hash = hash_value(h);
-    }
+    if (hashable) x.hash = h.value();
     rows.push_back(std::move(x));
   }
   out->id_keys.reserve(rows.size());
@@ -1424,13 +1485,13 @@ void catalog_writer::impl::put_offers(const offer_batch& prepared) {
   copy_lines(tx, "obmen_stage_offers",
              {"external_id", "product_external_id", "characteristic_id", "version", "name", "sku", "barcode",
               "characteristics", "active", "header_only", "quantity", "prices_given", "stock_given", "content_hash"},
-             staged, [](const prepared_offer& x) { return std::array{with_hash(x.line, x.hash)}; });
+             staged, [](const prepared_offer& x) { return std::array{staging_line(x)}; });
   const auto price_rows =
       copy_lines(tx, "obmen_stage_prices",
                  {"offer_external_id", "price_type_external_id", "value", "currency", "unit", "coefficient"}, staged,
-                 [](const prepared_offer& x) -> const auto& { return x.price_lines; });
+                 [](const prepared_offer& x) { return price_lines(x); });
   const auto stock_rows = copy_lines(tx, "obmen_stage_stock", {"offer_external_id", "warehouse_external_id", "quantity"},
-                                     staged, [](const prepared_offer& x) -> const auto& { return x.stock_lines; });
+                                     staged, [](const prepared_offer& x) { return stock_lines(x); });
   analyze("obmen_stage_offers", staged.size());
   analyze("obmen_stage_prices", price_rows);
   analyze("obmen_stage_stock", stock_rows);
