@@ -4,6 +4,7 @@
 #include <array>
 #include <atomic>
 #include <bit>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -112,8 +113,70 @@ constexpr std::size_t max_warnings = 200;
 
 field text(const std::string& s) { return s.empty() ? field{} : field{s}; }
 field boolean(bool b) { return std::string(b ? "t" : "f"); }
+// JSON text of j, as nlohmann's dump() writes it (keys in order, no spaces, UTF-8 as is), for
+// the shapes rows carry — objects, arrays, strings — without dump()'s character-by-character
+// UTF-8 state machine: the texts come from documents already checked to be UTF-8. Anything else
+// (numbers, booleans, null) goes through dump().
+void append_json_string(std::string_view v, std::string& out) {
+  out += '"';
+  std::size_t from = 0;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const auto b = static_cast<unsigned char>(v[i]);
+    if (b >= 0x20 && b != '"' && b != '\\') continue;
+    out.append(v, from, i - from);
+    if (b < 0x20) {
+      char esc[8];
+      std::snprintf(esc, sizeof esc, "\\u%04x", b);
+      out += esc;
+    } else {
+      out += '\\';
+      out += v[i];
+    }
+    from = i + 1;
+  }
+  out.append(v, from);
+  out += '"';
+}
+
+void append_json(const nlohmann::json& j, std::string& out) {
+  switch (j.type()) {
+    case nlohmann::json::value_t::string:
+      append_json_string(j.get_ref<const std::string&>(), out);
+      return;
+    case nlohmann::json::value_t::object: {
+      out += '{';
+      bool first = true;
+      for (const auto& [key, value] : j.get_ref<const nlohmann::json::object_t&>()) {
+        if (!first) out += ',';
+        first = false;
+        append_json_string(key, out);
+        out += ':';
+        append_json(value, out);
+      }
+      out += '}';
+      return;
+    }
+    case nlohmann::json::value_t::array: {
+      out += '[';
+      bool first = true;
+      for (const auto& value : j) {
+        if (!first) out += ',';
+        first = false;
+        append_json(value, out);
+      }
+      out += ']';
+      return;
+    }
+    default:
+      out += j.dump();
+  }
+}
+
 field json_text(const nlohmann::json& j, const char* empty) {
-  return j.is_null() ? std::string(empty) : j.dump();
+  if (j.is_null()) return std::string(empty);
+  std::string out;
+  append_json(j, out);
+  return out;
 }
 
 // One row in COPY's text format: fields separated by tabs, NULL as \N, and backslash, tab,

@@ -602,14 +602,20 @@ TEST_CASE("text with COPY's special characters round-trips; duplicates in a batc
     auto p = product("p-x", nasty);
     p.description = "\\.";
     p.requisites = {{"key\t", nasty}};
+    p.attributes = {{"a\"b\\", nlohmann::json::array({std::string("x\x01y\x1f"), nasty})}, {"n", 1.5}};
     w.put_products({product("p-x", "first"), p});
   });
   CHECK(r.counts.by_entity.at("products") == counts(1, 0, 0));
   pqxx::work tx(*f.conn);
-  const auto row = tx.exec1("SELECT name, description, requisites->>'key\t' FROM portal.products");
+  const auto row = tx.exec1(
+      "SELECT name, description, requisites->>'key\t', attributes->'a\"b\\'->>0, attributes->'a\"b\\'->>1, "
+      "attributes->>'n' FROM portal.products");
   CHECK(row[0].as<std::string>() == nasty);
   CHECK(row[1].as<std::string>() == "\\.");
   CHECK(row[2].as<std::string>() == nasty);
+  CHECK(row[3].as<std::string>() == "x\x01y\x1f");  // control characters written as \u00XX
+  CHECK(row[4].as<std::string>() == nasty);
+  CHECK(row[5].as<std::string>() == "1.5");
 }
 
 // ─── content hashes: unchanged rows are skipped before staging ──────────────────────────────
