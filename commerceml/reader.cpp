@@ -65,6 +65,11 @@ void read_catalog_file(const std::filesystem::path& file, catalog_sink& sink, co
   detail::read_sliced(source, file.string(), sink, options);
 }
 
+document_info check_catalog_file(const std::filesystem::path& file, const read_options& options) {
+  file_source source(file);
+  return detail::check_sliced(source, file.string(), options);
+}
+
 void read_catalog_buffer(std::string_view data, std::string_view file_name, catalog_sink& sink,
                          const read_options& options) {
   memory_source source(data);

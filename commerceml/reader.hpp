@@ -81,6 +81,9 @@ class catalog_sink {
 struct read_options {
   std::size_t batch_size = 1000;         // most items per on_products / on_offers call (0 counts as 1)
   std::size_t chunk_size = 1 << 20;      // bytes read from the file at a time (0 counts as 1)
+  // What check_catalog_file returned for this very file, unchanged since: the first pass is
+  // skipped and this goes to on_document (nullptr: the reader makes its first pass).
+  const document_info* checked = nullptr;
 };
 
 // Thrown for malformed XML, an unsupported encoding, invalid UTF-8, a root that is not
@@ -102,6 +105,10 @@ class parse_error : public std::runtime_error {
 // Reads one CommerceML file. Exceptions thrown by the sink propagate unchanged; a file that
 // cannot be opened or read throws std::filesystem::filesystem_error.
 void read_catalog_file(const std::filesystem::path& file, catalog_sink& sink, const read_options& = {});
+// The first pass alone: everything read_catalog_file checks before on_document, and what it
+// would pass to it; throws as read_catalog_file would. For checking a file ahead of reading it
+// (read_options::checked), while something else keeps the reading thread busy.
+document_info check_catalog_file(const std::filesystem::path& file, const read_options& = {});
 // Same for a document already in memory; `file_name` is used in messages.
 void read_catalog_buffer(std::string_view data, std::string_view file_name, catalog_sink& sink,
                          const read_options& = {});

@@ -709,7 +709,7 @@ void scanner::fail_syntax(std::size_t token_begin, std::size_t region_end, const
 
 }  // namespace
 
-void read_sliced(byte_source& source, std::string_view file_name, catalog_sink& sink, const read_options& options) {
+document_info check_sliced(byte_source& source, std::string_view file_name, const read_options& options) {
   document_info info;
   const auto pass1 = [&](bool skip_lists) {
     info = {};
@@ -731,8 +731,16 @@ void read_sliced(byte_source& source, std::string_view file_name, catalog_sink& 
     pass1(false);
   }
   finish_info(info);
-  sink.on_document(info);
-  source.rewind();
+  return info;
+}
+
+void read_sliced(byte_source& source, std::string_view file_name, catalog_sink& sink, const read_options& options) {
+  if (options.checked) {
+    sink.on_document(*options.checked);
+  } else {
+    sink.on_document(check_sliced(source, file_name, options));
+    source.rewind();
+  }
   section_processor proc(sink, options.batch_size, file_name);
   scanner pass2(source, file_name, options, nullptr, &proc);
   pass2.run();

@@ -36,5 +36,6 @@ class byte_source {
 };
 
 void read_sliced(byte_source& source, std::string_view file_name, catalog_sink& sink, const read_options& options);
+document_info check_sliced(byte_source& source, std::string_view file_name, const read_options& options);
 
 }  // namespace obmen::commerceml::detail

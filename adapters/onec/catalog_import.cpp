@@ -578,7 +578,8 @@ class queueing_sink final : public commerceml::catalog_sink {
 // Reads `file` on a reader thread and delivers everything to `sink` on the calling thread, in
 // the reader's order; exceptions from either side propagate to the caller, and the reader
 // thread is always joined before this returns.
-void read_ahead(const fs::path& file, commerceml::catalog_sink& sink, const commerceml::read_options& ropts) {
+void read_ahead(const fs::path& file, commerceml::catalog_sink& sink, const commerceml::read_options& ropts,
+                const import_options& options) {
   reader_queue queue(1);
   std::thread reader([&] {
     pthread_setname_np(pthread_self(), "obmen-reader");
@@ -591,6 +592,19 @@ void read_ahead(const fs::path& file, commerceml::catalog_sink& sink, const comm
       error = std::current_exception();
     }
     queue.close(error);
+    // The next file's first pass runs while this file's last batches are written and its
+    // indexes and keys re-created: work for a core that would otherwise wait.
+    if (!error && !options.prefetch.empty() && options.prefetched) {
+      auto check_options = ropts;
+      check_options.checked = nullptr;
+      *options.prefetched = std::async(std::launch::async, [next = options.prefetch, check_options] {
+        try {
+          return std::optional(commerceml::check_catalog_file(next, check_options));
+        } catch (...) {
+          return std::optional<commerceml::document_info>();
+        }
+      });
+    }
   });
   struct join_reader {
     reader_queue& queue;
@@ -632,7 +646,8 @@ store::import_counts import_catalog_file(pqxx::connection& db, const fs::path& f
   import_sink sink(writer, store, options, rules, name);
   commerceml::read_options ropts;
   ropts.batch_size = options.batch_size;
-  read_ahead(file, sink, ropts);
+  if (options.checked) ropts.checked = &*options.checked;
+  read_ahead(file, sink, ropts, options);
   store.finish();
 
   // A full section deactivates what it did not carry — but only when it carried something of

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -13,6 +14,7 @@
 
 #include <pqxx/pqxx>
 
+#include "commerceml/reader.hpp"
 #include "mapping/mapping.hpp"
 #include "store/portal_store.hpp"
 
@@ -37,6 +39,14 @@ struct import_options {
   std::function<void(const std::string&)> progress;
   // Runs inside the import's transaction just before commit (records the result with the data).
   std::function<void(pqxx::work&, const store::import_counts&)> before_commit;
+  // The reader's first pass over the file, made ahead of time (see prefetch); nullopt: made here.
+  std::optional<commerceml::document_info> checked;
+  // The file to be imported next, if any: once this one is read, its reader checks that one
+  // (the first pass, commerceml::check_catalog_file) while this file's writes finish and commit,
+  // and leaves the result in *prefetched — nullopt when the check failed (importing that file
+  // then reports why). Pass it as `checked` when importing that file.
+  std::filesystem::path prefetch;
+  std::future<std::optional<commerceml::document_info>>* prefetched = nullptr;
 };
 
 // Throws commerceml::parse_error (file:line:col), import_error, or pqxx errors; on any throw

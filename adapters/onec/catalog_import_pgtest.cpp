@@ -10,8 +10,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -939,4 +941,36 @@ TEST_CASE("bulk load: an id repeated in a later batch updates the row the earlie
   }
   CHECK(f.column("SELECT external_id || '=' || name FROM portal.products ORDER BY 1") ==
         std::vector<std::string>{"p1=one, renamed", "p2=two"});
+}
+
+TEST_CASE("prefetch: the next file is checked while this one finishes, and imports the same with that check") {
+  fixture f;
+  temp_dir tmp;
+  std::future<std::optional<commerceml::document_info>> next;
+  onec::import_options o;
+  o.source = "onec";
+  o.prefetch = dobromyslov("data__offers0_1.xml");
+  o.prefetched = &next;
+  onec::import_catalog_file(*f.conn, dobromyslov("data__import0_1.xml"), o);
+  REQUIRE(next.valid());
+  const auto checked = next.get();
+  REQUIRE(checked.has_value());
+  CHECK(checked->kind == commerceml::document_kind::offers);
+  CHECK(checked->has_offers);
+
+  onec::import_options o2;
+  o2.source = "onec";
+  o2.checked = checked;
+  const auto off = onec::import_catalog_file(*f.conn, dobromyslov("data__offers0_1.xml"), o2);
+  CHECK(entity(off, "offers") == counts(44, 0, 0));
+  CHECK(entity(off, "stock") == counts(132, 0, 0));
+
+  // A broken next file: no check result, and importing it reports the error itself.
+  const std::string full = read_bytes(dobromyslov("data__offers0_1.xml"));
+  write_bytes(tmp / "offers.xml", full.substr(0, full.size() / 2));
+  o.prefetch = tmp / "offers.xml";
+  onec::import_catalog_file(*f.conn, dobromyslov("data__import0_1.xml"), o);
+  REQUIRE(next.valid());
+  CHECK_FALSE(next.get().has_value());
+  CHECK_THROWS_AS(f.import(tmp / "offers.xml"), commerceml::parse_error);
 }
