@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <future>
+#include <optional>
 #include <set>
 #include <utility>
 #include <vector>
@@ -204,6 +206,8 @@ class resync_run {
       out["changed"] = false;
       return;
     }
+    // Each file's reader checks the next file while the file's own writes finish.
+    std::future<std::optional<commerceml::document_info>> next_checked;
     for (std::size_t i = 0; i < s.files.size(); ++i) {
       if (i > 0 && hooks_.stopping && hooks_.stopping()) throw job_interrupted();
       file_index_ = i;
@@ -214,6 +218,11 @@ class resync_run {
       o.source = src_.name;
       o.rules = src_.rules.get();
       o.files_root = s.dir;
+      if (next_checked.valid()) o.checked = next_checked.get();
+      if (i + 1 < s.files.size()) {
+        o.prefetch = s.dir / s.files[i + 1];
+        o.prefetched = &next_checked;
+      }
       o.progress = [this](const std::string& d) {
         detail_ = d;
         report(false);
