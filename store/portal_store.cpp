@@ -480,10 +480,15 @@ std::string clears_hash(const char* entity) {
 // was staged with, which is NULL for header-only offers and rows with warnings; a row without
 // a hash yet (stored before migration 0006, say) gets one. A row the merge left as it was keeps
 // its hash: it still describes the row, and rewriting it would write to an unchanged row.
+// The batch's rows are found by key first (a materialised CTE): written as one join, the filter
+// on the portal table made the planner scan all of it (35 ms instead of 5 for 1 400 of 140 000
+// offers).
 std::string fix_hashes(const char* table, const char* stage_table) {
-  return std::string("UPDATE portal.") + table + " t SET content_hash = s.content_hash FROM " + stage_table +
-         " s WHERE t.source = $1 AND t.external_id = s.external_id AND t.content_hash IS DISTINCT FROM s.content_hash"
-         " AND (t.content_hash IS NULL OR t.id IN (SELECT id FROM obmen_merged))";
+  return std::string("WITH y AS MATERIALIZED (SELECT t.id, t.content_hash AS stored, s.content_hash FROM ") +
+         stage_table + " s JOIN portal." + table + " t ON t.source = $1 AND t.external_id = s.external_id), "
+         "x AS MATERIALIZED (SELECT id, content_hash FROM y WHERE stored IS DISTINCT FROM content_hash "
+         "AND (stored IS NULL OR id IN (SELECT id FROM obmen_merged))) "
+         "UPDATE portal." + table + " t SET content_hash = x.content_hash FROM x WHERE t.id = x.id";
 }
 
 }  // namespace
