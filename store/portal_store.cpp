@@ -425,7 +425,8 @@ CREATE TEMP TABLE obmen_stage_product_images (
 CREATE TEMP TABLE obmen_stage_offers (
   external_id text, product_external_id text, characteristic_id text, version text, name text,
   sku text, barcode text, characteristics jsonb, active boolean, header_only boolean,
-  quantity numeric, prices_given boolean, stock_given boolean, content_hash bigint
+  quantity numeric, prices_given boolean, stock_given boolean, content_hash bigint,
+  offer_id bigint  -- the portal's, filled in once the offers are merged (see put_offers)
 ) ON COMMIT DROP;
 CREATE TEMP TABLE obmen_stage_prices (
   offer_external_id text, price_type_external_id text, value numeric(18,4), currency text,
@@ -1676,6 +1677,12 @@ void catalog_writer::impl::put_offers(const offer_batch& prepared) {
   record("offers", static_cast<std::int64_t>(staged.size()) - unknown, ins, upd, marked, skipped + unknown);
   grew("offers", "source, external_id, product_id", ins);
 
+  // Prices and stock find their offers through the staged ones: each offer resolved once here,
+  // not once per price or stock row in every statement below.
+  if (staged_prices || staged_stock)
+    tx.exec_params("UPDATE obmen_stage_offers s SET offer_id = o.id FROM portal.offers o "
+                   "WHERE o.source = $1 AND o.external_id = s.external_id",
+                   source);
   if (staged_prices) merge_prices(prices_bad);
   if (staged_stock) merge_stock(stock_bad);
   tx.exec_params(fix_hashes("offers", "obmen_stage_offers"), source);
@@ -1684,7 +1691,8 @@ void catalog_writer::impl::put_offers(const offer_batch& prepared) {
 void catalog_writer::impl::merge_prices(std::int64_t skipped_by_value) {
   for (const auto& r : tx.exec_params(R"sql(
       SELECT s.offer_external_id, s.price_type_external_id FROM obmen_stage_prices s
-       WHERE EXISTS (SELECT 1 FROM portal.offers o WHERE o.source = $1 AND o.external_id = s.offer_external_id)
+       WHERE EXISTS (SELECT 1 FROM obmen_stage_offers so
+                      WHERE so.external_id = s.offer_external_id AND so.offer_id IS NOT NULL)
          AND NOT EXISTS (SELECT 1 FROM portal.price_types pt
                           WHERE pt.source = $1 AND pt.external_id = s.price_type_external_id)
        ORDER BY 1, 2)sql",
@@ -1693,10 +1701,10 @@ void catalog_writer::impl::merge_prices(std::int64_t skipped_by_value) {
          "' is not declared; price skipped");
   const auto r = tx.exec_params(R"sql(
     WITH src AS (
-      SELECT o.id AS offer_id, pt.id AS price_type_id, s.value, s.currency, s.unit,
+      SELECT so.offer_id, pt.id AS price_type_id, s.value, s.currency, s.unit,
              coalesce(s.coefficient, 1) AS coefficient
         FROM obmen_stage_prices s
-        JOIN portal.offers o ON o.source = $1 AND o.external_id = s.offer_external_id
+        JOIN obmen_stage_offers so ON so.external_id = s.offer_external_id AND so.offer_id IS NOT NULL
         JOIN portal.price_types pt ON pt.source = $1 AND pt.external_id = s.price_type_external_id),
     up AS (
       INSERT INTO portal.prices AS t (offer_id, price_type_id, value, currency, unit, coefficient, active)
@@ -1721,8 +1729,7 @@ void catalog_writer::impl::merge_prices(std::int64_t skipped_by_value) {
     WITH d AS (
       UPDATE portal.prices p SET active = false, updated_at = now()
         FROM obmen_stage_offers so
-        JOIN portal.offers o ON o.source = $1 AND o.external_id = so.external_id
-       WHERE so.prices_given AND p.offer_id = o.id AND p.active
+       WHERE so.prices_given AND p.offer_id = so.offer_id AND p.active
          AND NOT EXISTS (SELECT 1 FROM obmen_stage_prices sp
                            JOIN portal.price_types pt ON pt.source = $1 AND pt.external_id = sp.price_type_external_id
                           WHERE sp.offer_external_id = so.external_id AND pt.id = p.price_type_id)
@@ -1743,7 +1750,8 @@ void catalog_writer::impl::merge_prices(std::int64_t skipped_by_value) {
 void catalog_writer::impl::merge_stock(std::int64_t skipped_by_value) {
   for (const auto& r : tx.exec_params(R"sql(
       SELECT s.offer_external_id, s.warehouse_external_id FROM obmen_stage_stock s
-       WHERE EXISTS (SELECT 1 FROM portal.offers o WHERE o.source = $1 AND o.external_id = s.offer_external_id)
+       WHERE EXISTS (SELECT 1 FROM obmen_stage_offers so
+                      WHERE so.external_id = s.offer_external_id AND so.offer_id IS NOT NULL)
          AND NOT EXISTS (SELECT 1 FROM portal.warehouses w
                           WHERE w.source = $1 AND w.external_id = s.warehouse_external_id)
        ORDER BY 1, 2)sql",
@@ -1752,9 +1760,9 @@ void catalog_writer::impl::merge_stock(std::int64_t skipped_by_value) {
          "' is not declared; stock skipped");
   const auto r = tx.exec_params(R"sql(
     WITH src AS (
-      SELECT o.id AS offer_id, w.id AS warehouse_id, s.quantity
+      SELECT so.offer_id, w.id AS warehouse_id, s.quantity
         FROM obmen_stage_stock s
-        JOIN portal.offers o ON o.source = $1 AND o.external_id = s.offer_external_id
+        JOIN obmen_stage_offers so ON so.external_id = s.offer_external_id AND so.offer_id IS NOT NULL
         JOIN portal.warehouses w ON w.source = $1 AND w.external_id = s.warehouse_external_id),
     up AS (
       INSERT INTO portal.stock AS t (offer_id, warehouse_id, quantity)
@@ -1776,8 +1784,7 @@ void catalog_writer::impl::merge_stock(std::int64_t skipped_by_value) {
     WITH z AS (
       UPDATE portal.stock st SET quantity = 0, updated_at = now()
         FROM obmen_stage_offers so
-        JOIN portal.offers o ON o.source = $1 AND o.external_id = so.external_id
-       WHERE so.stock_given AND st.offer_id = o.id AND st.quantity <> 0
+       WHERE so.stock_given AND st.offer_id = so.offer_id AND st.quantity <> 0
          AND NOT EXISTS (SELECT 1 FROM obmen_stage_stock ss
                            JOIN portal.warehouses w ON w.source = $1 AND w.external_id = ss.warehouse_external_id
                           WHERE ss.offer_external_id = so.external_id AND w.id = st.warehouse_id)
