@@ -374,18 +374,14 @@ void scanner::run() {
 std::size_t scanner::skip_list(std::size_t from) {
   const std::string close = "</" + list_qname_, open = "<" + list_qname_;
   stop_capture(from);  // the capture is for error messages; a refusal starts over anyway
-  for (;;) {
-    std::size_t lt = from;
-    while ((lt = find_char('<', lt)) != npos) {
-      token_ = lt;  // what precedes is done with: the window may drop it
-      if (!ensure(lt + close.size())) throw skip_refused{};
-      const std::string_view at_lt = view(lt, lt + close.size());
-      if (at_lt.starts_with(close)) return lt;
-      if (at_lt[1] == '!' || at_lt.starts_with(open)) throw skip_refused{};
-      ++lt;
-    }
-    throw skip_refused{};
+  for (std::size_t lt = from; (lt = find_char('<', lt)) != npos; ++lt) {
+    token_ = lt;  // what precedes is done with: the window may drop it
+    if (!ensure(lt + close.size())) throw skip_refused{};
+    const std::string_view at_lt = view(lt, lt + close.size());
+    if (at_lt.starts_with(close)) return lt;
+    if (at_lt[1] == '!' || at_lt.starts_with(open)) throw skip_refused{};
   }
+  throw skip_refused{};
 }
 
 std::size_t scanner::scan_markup(std::size_t lt) {

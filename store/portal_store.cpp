@@ -302,17 +302,20 @@ std::size_t copy_lines(pqxx::work& tx, const std::string& table, const std::vect
 // h = (rotl(h, 29) ^ word) * k, each field's last partial word carrying its length, so two rows
 // that differ in one word of one field never collide (each step is a bijection of h and of the
 // word); otherwise 2^-64 per changed row. Tag 1 was FNV-1a, byte by byte, over the staging lines.
+constexpr std::uint64_t hash_k = 0x9E3779B97F4A7C15ULL;
+
+std::uint64_t hash_step(std::uint64_t h, std::uint64_t word) { return (std::rotl(h, 29) ^ word) * hash_k; }
+
 std::uint64_t content_hash(std::uint64_t h, std::string_view s) {
-  constexpr std::uint64_t k = 0x9E3779B97F4A7C15ULL;
   std::size_t i = 0;
   for (; i + 8 <= s.size(); i += 8) {
     std::uint64_t w;
     std::memcpy(&w, s.data() + i, 8);
-    h = (std::rotl(h, 29) ^ w) * k;
+    h = hash_step(h, w);
   }
   std::uint64_t w = static_cast<std::uint64_t>(s.size() - i) << 56;
   std::memcpy(&w, s.data() + i, s.size() - i);  // little-endian: the low bytes
-  return (std::rotl(h, 29) ^ w) * k;
+  return hash_step(h, w);
 }
 
 std::uint64_t hash_start() { return content_hash(0xcbf29ce484222325ULL, "obmen content 2\n"); }
@@ -330,7 +333,7 @@ class row_hash {
   }
   row_hash& opt(std::string_view s) { return s.empty() ? null() : text(s); }
   row_hash& null() {
-    h_ = (std::rotl(h_, 29) ^ 0xFF00000000000000ULL) * 0x9E3779B97F4A7C15ULL;
+    h_ = hash_step(h_, 0xFF00000000000000ULL);
     return *this;
   }
   row_hash& flag(bool b) { return text(b ? "t" : "f"); }
@@ -533,7 +536,7 @@ struct catalog_writer::impl {
   import_counts counts;
   std::size_t warnings_dropped = 0;
 
-  std::string planner_random_page_cost;  // the session's, before the writer lowered it
+  std::string planner_random_page_cost;  // bulk: the session's, before the writer lowered it
 
   impl(pqxx::work& t, std::string s, std::optional<std::int64_t> sid, bool bulk_load)
       : tx(t), source(std::move(s)), session(sid), bulk(bulk_load) {
@@ -547,21 +550,18 @@ struct catalog_writer::impl {
     // table instead of probing its index (measured, 1% package of 100 000 products: the price
     // merge 48 ms instead of 8). For its own transaction obmen assumes SSD or RAM.
     // Not for the whole-table joins that validate re-created keys (see restore_constraints).
-    planner_random_page_cost = tx.exec1("SELECT current_setting('random_page_cost')")[0].as<std::string>();
+    if (bulk) planner_random_page_cost = tx.exec1("SELECT current_setting('random_page_cost')")[0].as<std::string>();
     tx.exec("SELECT set_config('random_page_cost', '1.1', true) "
             "WHERE current_setting('random_page_cost')::float8 > 1.1");
     if (tx.exec1("SELECT to_regclass('pg_temp.obmen_stage_categories') IS NULL")[0].as<bool>()) tx.exec(staging_ddl);
   }
 
   // ── bulk load (see catalog_writer's constructor) ──
-  struct deferred_object {
-    std::string table, create;  // create: the statement that re-creates it
-  };
   bool bulk = false;
   std::set<std::string> bulk_checked;     // tables already looked at
   std::set<std::string> bulk_tables;      // tables loaded this way: empty, and locked by us since
   std::map<std::string, id_filter> put_ids;  // by entity: ids put into a bulk-loaded table
-  std::vector<deferred_object> deferred;  // indexes first, then foreign keys, in the order dropped
+  std::vector<std::string> deferred;      // the statements re-creating what was dropped
 
   // For each of `tables` (names in schema portal) that holds no row at all: drops its foreign
   // keys and its plain (non-unique, constraint-less) indexes for the rest of the transaction and
@@ -607,7 +607,7 @@ struct catalog_writer::impl {
         tx.exec_params("SELECT set_config('lock_timeout', $1, true)", previous);
         continue;
       }
-      for (const auto& d : defs) deferred.push_back({table, d[2].as<std::string>()});
+      for (const auto& d : defs) deferred.push_back(d[2].as<std::string>());
       bulk_tables.insert(t);
     }
   }
@@ -617,14 +617,12 @@ struct catalog_writer::impl {
   bool bulk_loaded(const char* table) const { return bulk_tables.count(table) != 0; }
 
   // Re-creates what defer_constraints dropped: indexes (built in one sort each), then foreign
-  // keys (validated by one join each).
-  // Statistics: a bulk-loaded table is analysed once while it grows (see grew()), or here.
-  // The sorts and joins get the memory to run in memory, and index builds parallel workers
+  // keys (validated by one join each). The sorts and joins get the memory to run in memory, and index builds parallel workers
   // (measured on 560 000 stock rows: an index in 124 ms instead of 212, a key check in 66 ms
   // instead of 81); the settings are the transaction's and are put back afterwards.
   void restore_constraints() {
     std::stable_partition(deferred.begin(), deferred.end(),
-                          [](const deferred_object& d) { return d.create.rfind("CREATE", 0) == 0; });
+                          [](const std::string& create) { return create.rfind("CREATE", 0) == 0; });
     if (!deferred.empty()) {
       const auto before = tx.exec1(
           "SELECT current_setting('maintenance_work_mem'), current_setting('work_mem'), "
@@ -634,7 +632,7 @@ struct catalog_writer::impl {
       tx.exec_params("SELECT set_config('maintenance_work_mem', '128MB', true), set_config('work_mem', '64MB', true), "
                      "set_config('random_page_cost', $1, true)",
                      planner_random_page_cost);
-      for (const auto& d : deferred) tx.exec(d.create);
+      for (const auto& create : deferred) tx.exec(create);
       tx.exec_params("SELECT set_config('maintenance_work_mem', $1, true), set_config('work_mem', $2, true), "
                      "set_config('random_page_cost', $3, true)",
                      before[0].as<std::string>(), before[1].as<std::string>(), before[2].as<std::string>());
@@ -670,8 +668,6 @@ struct catalog_writer::impl {
   // finish_*(full) and, in an exchange session, obmen.exchange_seen) and returns the portal's
   // content_hash of those it already holds (external id → hash, nullopt = NULL).
   using stored_hashes = std::unordered_map<std::string, std::optional<std::int64_t>>;
-  // A bulk-loaded table needs no carried ids: it holds nothing this writer did not carry.
-  //
   // In a bulk-loaded table (and outside an exchange session) the only stored rows are this
   // writer's earlier batches: the ids it put are remembered in a Bloom filter, and only the ids
   // the filter may have seen (a repeated id, or a false positive) are looked up — usually none,
@@ -691,6 +687,7 @@ struct catalog_writer::impl {
     return stored_hashes_of(entity, text_array(ids));
   }
 
+  // A bulk-loaded table needs no carried ids: it holds nothing this writer did not carry.
   stored_hashes stored_hashes_of(const char* entity, const std::string& ids_array) {
     std::string sql = bulk_loaded(entity) ? "WITH carried AS (SELECT $2::bigint, $3::text)"
                                           : "WITH carried AS (INSERT INTO obmen_carried (writer, entity, external_id) "
@@ -754,7 +751,8 @@ struct catalog_writer::impl {
     g.keys = keys;
     if (bulk_loaded(table)) {
       // Once early, so the planner knows the keys are unique (it probes the index for the
-      // look-ups rather than scanning), then once more by restore_constraints().
+      // look-ups rather than scanning); a table too small for that is analysed by
+      // restore_constraints().
       g.since += inserted;
       if (!g.early && g.since >= reanalyze_at_least) {
         tx.exec(std::string("ANALYZE portal.") + table + " (" + keys + ")");
@@ -1325,9 +1323,6 @@ struct catalog_writer::offer_batch {
   bool any_prices = false, any_stock = false;
 };
 
-// The same three ways as products (see put_products). An offer's hash covers its prices and
-// stock as staged, so an unchanged offer skips those too; new offers get their ids from the
-// sequence up front, so their prices and stock are COPied straight into the portal as well.
 std::shared_ptr<const catalog_writer::offer_batch> catalog_writer::prepare_offers(std::vector<offer_row> batch) {
   auto out = std::make_shared<offer_batch>();
   out->batch = std::move(batch);
@@ -1410,6 +1405,9 @@ std::shared_ptr<const catalog_writer::offer_batch> catalog_writer::prepare_offer
   return out;
 }
 
+// The same three ways as products (see put_products). An offer's hash covers its prices and
+// stock as staged, so an unchanged offer skips those too; new offers get their ids from the
+// sequence up front, so their prices and stock are COPied straight into the portal as well.
 void catalog_writer::impl::put_offers(const offer_batch& prepared) {
   defer_constraints({"offers", "prices", "stock"});
   for (const auto& w : prepared.warnings) warn(w);
@@ -1444,17 +1442,19 @@ void catalog_writer::impl::put_offers(const offer_batch& prepared) {
   std::unordered_map<std::string, std::int64_t> product_ids;
   if (!candidates.empty()) {
     // All new: the products of the whole batch, as prepared; else just the candidates'.
-    std::string products = prepared.products_array;
+    std::string some_products;
+    const std::string* products = &prepared.products_array;
     if (candidates.size() != rows.size()) {
       std::vector<std::string_view> some;
       for (const auto* x : candidates)
         if (!x->row->product_external_id.empty()) some.push_back(x->row->product_external_id);
-      products = some.empty() ? std::string() : text_array(some);
+      if (!some.empty()) some_products = text_array(some);
+      products = &some_products;
     }
-    if (!products.empty())
+    if (!products->empty())
       for (const auto& r : tx.exec_params(
                "SELECT external_id, id FROM portal.products WHERE source = $1 AND external_id = ANY($2::text[])",
-               source, products))
+               source, *products))
         product_ids.emplace(r[0].as<std::string>(), r[1].as<std::int64_t>());
     const auto& price_types = ids(price_type_ids, "price_types");
     const auto& warehouses = ids(warehouse_ids, "warehouses");
