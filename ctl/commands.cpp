@@ -4,9 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
-#include <future>
 #include <iostream>
-#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -150,8 +148,7 @@ int import_files(const global_options& g, const std::string& source_arg, std::ve
 
   nlohmann::json out = nlohmann::json::object();
   int rc = 0;
-  // Each file's reader checks the next file while the file's own writes finish.
-  std::future<std::optional<commerceml::document_info>> next_checked;
+  onec::import_chain chain;
   for (std::size_t i = 0; i < names.size(); ++i) {
     const auto& key = names[i];
     const auto& [file, root] = by_name.at(key);
@@ -159,11 +156,7 @@ int import_files(const global_options& g, const std::string& source_arg, std::ve
     o.source = source;
     o.rules = rules.get();
     o.files_root = root;
-    if (next_checked.valid()) o.checked = next_checked.get();
-    if (i + 1 < names.size()) {
-      o.prefetch = by_name.at(names[i + 1]).first;
-      o.prefetched = &next_checked;
-    }
+    chain.prepare(o, i + 1 < names.size() ? &by_name.at(names[i + 1]).first : nullptr);
     const auto started = std::chrono::steady_clock::now();
     if (tty)
       o.progress = [&](const std::string& p) { std::fprintf(stderr, "\r%s: %s\033[K", key.c_str(), p.c_str()); };

@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
-#include <future>
-#include <optional>
 #include <set>
 #include <utility>
 #include <vector>
@@ -206,8 +204,7 @@ class resync_run {
       out["changed"] = false;
       return;
     }
-    // Each file's reader checks the next file while the file's own writes finish.
-    std::future<std::optional<commerceml::document_info>> next_checked;
+    onec::import_chain chain;
     for (std::size_t i = 0; i < s.files.size(); ++i) {
       if (i > 0 && hooks_.stopping && hooks_.stopping()) throw job_interrupted();
       file_index_ = i;
@@ -218,11 +215,8 @@ class resync_run {
       o.source = src_.name;
       o.rules = src_.rules.get();
       o.files_root = s.dir;
-      if (next_checked.valid()) o.checked = next_checked.get();
-      if (i + 1 < s.files.size()) {
-        o.prefetch = s.dir / s.files[i + 1];
-        o.prefetched = &next_checked;
-      }
+      const fs::path next = i + 1 < s.files.size() ? s.dir / s.files[i + 1] : fs::path();
+      chain.prepare(o, next.empty() ? nullptr : &next);
       o.progress = [this](const std::string& d) {
         detail_ = d;
         report(false);

@@ -671,6 +671,13 @@ store::import_counts import_catalog_file(pqxx::connection& db, const fs::path& f
   return counts;
 }
 
+void import_chain::prepare(import_options& o, const fs::path* next) {
+  if (next_checked_.valid()) o.checked = next_checked_.get();
+  if (!next) return;
+  o.prefetch = *next;
+  o.prefetched = &next_checked_;
+}
+
 std::vector<std::string> order_for_import(std::vector<std::string> names) {
   std::stable_sort(names.begin(), names.end(), [](const std::string& a, const std::string& b) {
     return static_cast<int>(rank_of(a)) < static_cast<int>(rank_of(b));

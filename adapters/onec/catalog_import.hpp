@@ -54,6 +54,18 @@ struct import_options {
 store::import_counts import_catalog_file(pqxx::connection& db, const std::filesystem::path& file,
                                          const import_options& options);
 
+// A run of files imported one after another (obmenctl import, resync jobs): each file's reader
+// checks the next file while the file's own writes finish (import_options::prefetch).
+class import_chain {
+ public:
+  // Before importing a file: its check made during the previous import goes to o.checked, and
+  // the check of `next` (nullptr: this is the last file) is asked for.
+  void prepare(import_options& o, const std::filesystem::path* next);
+
+ private:
+  std::future<std::optional<commerceml::document_info>> next_checked_;
+};
+
 // Orders CommerceML file names the way 1C means them to be applied: import* before offers*
 // before prices* and rests*, others last; stable within a kind.
 std::vector<std::string> order_for_import(std::vector<std::string> names);
