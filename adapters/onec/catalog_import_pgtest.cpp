@@ -882,7 +882,7 @@ TEST_CASE("bulk load: a failed first import rolls the dropped keys and indexes b
   CHECK(portal_schema_signature(*f.conn) == migrated);
 }
 
-TEST_CASE("bulk load: close() validates the re-created foreign keys; a broken one fails the transaction") {
+TEST_CASE("bulk load: close() validates the re-created keys; a broken one fails the transaction") {
   fixture f;
   const auto migrated = portal_schema_signature(*f.conn);
   {
@@ -892,9 +892,16 @@ TEST_CASE("bulk load: close() validates the re-created foreign keys; a broken on
     p.external_id = "p1";
     p.name = "one";
     w.put_products({p});
-    // Without its foreign key, nothing stops a dangling category id until close().
-    tx.exec("UPDATE portal.products SET category_id = 987654321");
-    CHECK_THROWS_AS(w.close(), pqxx::foreign_key_violation);
+    SUBCASE("a foreign key") {
+      // Without its foreign key, nothing stops a dangling category id until close().
+      tx.exec("UPDATE portal.products SET category_id = 987654321");
+      CHECK_THROWS_AS(w.close(), pqxx::foreign_key_violation);
+    }
+    SUBCASE("a unique key") {
+      // Without its unique key, nothing stops a second p1 until close().
+      tx.exec("INSERT INTO portal.products (source, external_id, name) VALUES ('onec', 'p1', 'again')");
+      CHECK_THROWS_AS(w.close(), pqxx::unique_violation);
+    }
   }
   CHECK(f.count("products") == 0);
   CHECK(portal_schema_signature(*f.conn) == migrated);
@@ -941,6 +948,62 @@ TEST_CASE("bulk load: an id repeated in a later batch updates the row the earlie
   }
   CHECK(f.column("SELECT external_id || '=' || name FROM portal.products ORDER BY 1") ==
         std::vector<std::string>{"p1=one, renamed", "p2=two"});
+}
+
+TEST_CASE("bulk load: keys are left out while rows are copied and come back before a merge needs them") {
+  fixture f;
+  const auto migrated = portal_schema_signature(*f.conn);
+  std::int64_t session = 0;
+  {
+    pqxx::work tx(*f.conn);
+    session = tx.exec1("INSERT INTO obmen.exchange_sessions (source, type, cookie_hash, expires_at) "
+                       "VALUES ('onec', 'catalog', md5(random()::text), now() + interval '1 hour') RETURNING id")[0]
+                  .as<std::int64_t>();
+    tx.commit();
+  }
+  {
+    pqxx::work tx(*f.conn);
+    const auto has = [&](const char* constraint) {
+      return tx.exec1(std::string("SELECT count(*) FROM pg_constraint WHERE conname = '") + constraint + "'")[0]
+                 .as<int>() == 1;
+    };
+    store::catalog_writer w(tx, "onec", session, /*bulk_load=*/true);
+    w.put_price_types({{"pt", "", "Розничная", "RUB"}});
+    w.put_warehouses({{"wh", "", "Склад", true}});
+    store::product_row p;
+    p.external_id = "p1";
+    p.name = "one";
+    w.put_products({p});
+    CHECK_FALSE(has("products_source_external_id_key"));  // copied without it
+    CHECK(has("products_pkey"));                           // offers' foreign key references it: kept
+    store::offer_row o;
+    o.external_id = "p1";
+    o.product_external_id = "p1";
+    o.name = "one";
+    o.prices = std::vector<store::price_row>{{"pt", "10", "RUB", "", ""}};
+    o.stock = std::vector<store::stock_row>{{"wh", "3"}};
+    w.put_offers({o});
+    CHECK_FALSE(has("prices_pkey"));
+    CHECK_FALSE(has("prices_offer_id_price_type_id_key"));
+    CHECK_FALSE(has("stock_offer_id_warehouse_id_key"));
+    CHECK(has("offers_pkey"));  // order_items' foreign key references it
+    // The same offer again, with a new price: upserted by key, so the keys are back first.
+    o.prices = std::vector<store::price_row>{{"pt", "12.5", "RUB", "", ""}};
+    w.put_offers({o});
+    CHECK(has("prices_offer_id_price_type_id_key"));
+    CHECK(has("stock_offer_id_warehouse_id_key"));
+    CHECK(has("offers_source_external_id_key"));
+    w.close();
+    CHECK(entity(w.counts(), "offers") == counts(1, 0, 1));
+    CHECK(entity(w.counts(), "prices") == counts(1, 1, 0));
+    CHECK(entity(w.counts(), "stock") == counts(1, 0, 1));
+    tx.commit();
+  }
+  CHECK(f.one("SELECT value FROM portal.prices") == "12.5000");
+  CHECK(f.one("SELECT count(*) FROM portal.stock") == "1");
+  // In an exchange session every id is recorded as seen, though none was looked up.
+  CHECK(f.one("SELECT count(*) FROM obmen.exchange_seen WHERE session_id = " + std::to_string(session)) == "2");
+  CHECK(portal_schema_signature(*f.conn) == migrated);
 }
 
 TEST_CASE("prefetch: the next file is checked while this one finishes, and imports the same with that check") {
