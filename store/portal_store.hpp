@@ -177,6 +177,14 @@ class catalog_writer {
   void put_products(const std::shared_ptr<const product_batch>&);
   void put_offers(const std::shared_ptr<const offer_batch>&);
 
+  // The rows of `entity` ("products" or "offers") to come are the source's whole set (a full
+  // catalog or offers file, whose finish_*(true) will deactivate what it did not carry): at the
+  // first batch the writer reads the stored content hashes and ids of all of them in one scan,
+  // and settles each batch in memory (24 bytes a stored row) instead of looking its ids up and
+  // recording them as carried. Another entity does nothing. A stored id whose 64-bit key
+  // (std::hash) is also a carried new id's would count as carried (odds about n² / 2⁶⁴).
+  void expect_whole(const std::string& entity);
+
   // For a full package: deactivate this source's rows of the entity not carried by this writer
   // (header-only offers count as carried). full=false does nothing.
   void finish_categories(bool full);

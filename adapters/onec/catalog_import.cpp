@@ -228,6 +228,13 @@ class import_sink final : public commerceml::catalog_sink {
       throw import_error("file '" + file_ + "' holds order documents, not a catalog: 1C sends those with type=sale");
     if (info.kind == commerceml::document_kind::unknown)
       throw import_error("file '" + file_ + "' has neither Классификатор, Каталог nor ПакетПредложений: nothing to import");
+    // A full section's rows are the source's whole set (see finish_* in import_catalog_file).
+    const bool products = info.has_catalog && !info.catalog_changes_only.value_or(false);
+    const bool offers = info.has_offers && !info.offers_changes_only.value_or(false);
+    store_.run([products, offers](store::catalog_writer& w) {
+      if (products) w.expect_whole("products");
+      if (offers) w.expect_whole("offers");
+    });
   }
 
   void on_categories(std::vector<model::category> items) override {
