@@ -587,6 +587,22 @@ class queueing_sink final : public commerceml::catalog_sink {
 // thread is always joined before this returns.
 void read_ahead(const fs::path& file, commerceml::catalog_sink& sink, const commerceml::read_options& ropts,
                 const import_options& options) {
+  // The next file's first pass starts now, on a thread of its own: it takes the core this
+  // file's first pass (or its writes, at the end) leave idle. Measured, re-import of a
+  // 100 000-product package: started after this file was read, it left a 0.17 s gap between
+  // the files.
+  if (!options.prefetch.empty() && options.prefetched) {
+    auto check_options = ropts;
+    check_options.checked = nullptr;
+    *options.prefetched = std::async(std::launch::async, [next = options.prefetch, check_options] {
+      pthread_setname_np(pthread_self(), "obmen-check");
+      try {
+        return std::optional(commerceml::check_catalog_file(next, check_options));
+      } catch (...) {
+        return std::optional<commerceml::document_info>();
+      }
+    });
+  }
   reader_queue queue(1);
   std::thread reader([&] {
     pthread_setname_np(pthread_self(), "obmen-reader");
@@ -599,19 +615,6 @@ void read_ahead(const fs::path& file, commerceml::catalog_sink& sink, const comm
       error = std::current_exception();
     }
     queue.close(error);
-    // The next file's first pass runs while this file's last batches are written and its
-    // indexes and keys re-created: work for a core that would otherwise wait.
-    if (!error && !options.prefetch.empty() && options.prefetched) {
-      auto check_options = ropts;
-      check_options.checked = nullptr;
-      *options.prefetched = std::async(std::launch::async, [next = options.prefetch, check_options] {
-        try {
-          return std::optional(commerceml::check_catalog_file(next, check_options));
-        } catch (...) {
-          return std::optional<commerceml::document_info>();
-        }
-      });
-    }
   });
   struct join_reader {
     reader_queue& queue;

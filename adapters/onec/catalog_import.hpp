@@ -41,9 +41,9 @@ struct import_options {
   std::function<void(pqxx::work&, const store::import_counts&)> before_commit;
   // The reader's first pass over the file, made ahead of time (see prefetch); nullopt: made here.
   std::optional<commerceml::document_info> checked;
-  // The file to be imported next, if any: once this one is read, its reader checks that one
-  // (the first pass, commerceml::check_catalog_file) while this file's writes finish and commit,
-  // and leaves the result in *prefetched — nullopt when the check failed (importing that file
+  // The file to be imported next, if any: a thread checks that one (the first pass,
+  // commerceml::check_catalog_file) while this file is imported, and leaves the result in
+  // *prefetched — nullopt when the check failed (importing that file
   // then reports why). Pass it as `checked` when importing that file.
   std::filesystem::path prefetch;
   std::future<std::optional<commerceml::document_info>>* prefetched = nullptr;
@@ -55,7 +55,7 @@ store::import_counts import_catalog_file(pqxx::connection& db, const std::filesy
                                          const import_options& options);
 
 // A run of files imported one after another (obmenctl import, resync jobs): each file's reader
-// checks the next file while the file's own writes finish (import_options::prefetch).
+// has the next file checked while it is imported (import_options::prefetch).
 class import_chain {
  public:
   // Before importing a file: its check made during the previous import goes to o.checked, and
