@@ -982,17 +982,21 @@ struct catalog_writer::impl {
   }
 
   // ── whole sets (see catalog_writer::expect_whole) ──
-  std::set<std::string> whole_expected;           // entities announced, not yet read
-  std::map<std::string, stored_set> whole_sets;   // entities read
+  std::map<std::string, stored_set> whole_sets;
 
-  // The stored rows of `entity`, read at its first batch after expect_whole; null when not
-  // announced, when the table is bulk-loaded (it held nothing), or when two stored ids share a
-  // key (then every batch looks its ids up).
+  // Reads the stored rows of `entity` now, before its first batch (the writer's thread has
+  // nothing else to do while the reader parses it). Not for a table that holds no row at all:
+  // its first batch loads it in bulk (see defer_constraints). Not either when two stored ids
+  // share a key: then every batch looks its ids up.
+  void expect_whole(const std::string& entity) {
+    if (whole_sets.count(entity) != 0 || bulk_checked.count(entity) != 0) return;
+    if (tx.exec1("SELECT NOT EXISTS (SELECT 1 FROM portal." + entity + ")")[0].as<bool>()) return;
+    stored_set set;
+    if (set.load(tx, "portal." + entity, source)) whole_sets.emplace(entity, std::move(set));
+  }
+
+  // The stored rows of `entity` read by expect_whole, or null.
   stored_set* preloaded(const char* entity) {
-    if (whole_expected.erase(entity) != 0 && !bulk_loaded(entity)) {
-      stored_set set;
-      if (set.load(tx, std::string("portal.") + entity, source)) whole_sets.emplace(entity, std::move(set));
-    }
     const auto it = whole_sets.find(entity);
     return it == whole_sets.end() ? nullptr : &it->second;
   }
@@ -2029,7 +2033,7 @@ void catalog_writer::put_products(const std::shared_ptr<const product_batch>& b)
 void catalog_writer::put_offers(const std::shared_ptr<const offer_batch>& b) { impl_->put_offers(*b); }
 
 void catalog_writer::expect_whole(const std::string& entity) {
-  if (entity == "products" || entity == "offers") impl_->whole_expected.insert(entity);
+  if (entity == "products" || entity == "offers") impl_->expect_whole(entity);
 }
 void catalog_writer::finish_categories(bool full) { impl_->finish("categories", full); }
 void catalog_writer::finish_products(bool full) { impl_->finish("products", full); }
@@ -2097,23 +2101,28 @@ import_counts deactivate_unseen(pqxx::work& tx, const std::string& source, std::
 }
 
 product_row product_row_of(const model::product& p) {
+  model::product copy = p;
+  return product_row_of(std::move(copy));
+}
+
+product_row product_row_of(model::product&& p) {
   product_row r;
-  r.external_id = p.external_id;
-  r.version = p.version;
-  r.sku = p.sku;
-  r.barcode = p.barcode;
-  r.code = p.code;
-  r.name = p.name;
-  r.full_name = p.full_name;
-  r.description = p.description;
-  r.unit = p.unit;
-  r.unit_code = p.unit_code;
-  r.manufacturer = p.manufacturer;
+  r.external_id = std::move(p.external_id);
+  r.version = std::move(p.version);
+  r.sku = std::move(p.sku);
+  r.barcode = std::move(p.barcode);
+  r.code = std::move(p.code);
+  r.name = std::move(p.name);
+  r.full_name = std::move(p.full_name);
+  r.description = std::move(p.description);
+  r.unit = std::move(p.unit);
+  r.unit_code = std::move(p.unit_code);
+  r.manufacturer = std::move(p.manufacturer);
   r.active = p.active;
   for (const auto& t : p.taxes)
     if (r.vat_rate.empty() || t.name == "НДС") r.vat_rate = t.rate;
-  if (!p.category_ids.empty()) r.category_external_id = p.category_ids.front();
-  for (const auto& q : p.requisites) r.requisites[q.name] = q.value;
+  if (!p.category_ids.empty()) r.category_external_id = std::move(p.category_ids.front());
+  for (auto& q : p.requisites) r.requisites[std::move(q.name)] = std::move(q.value);
   return r;
 }
 

@@ -104,6 +104,7 @@ struct offer_row {
 // (НДС wins over other taxes), the first category, requisites, active. Attributes and images are
 // the caller's to fill: they need the mapping and the uploaded files.
 product_row product_row_of(const model::product&);
+product_row product_row_of(model::product&&);  // the same, taking the strings over
 
 // Several writers may share one transaction (their counts and "carried" sets are their own);
 // the staging tables are TEMP … ON COMMIT DROP. Within a batch a repeated external id counts
@@ -178,10 +179,10 @@ class catalog_writer {
   void put_offers(const std::shared_ptr<const offer_batch>&);
 
   // The rows of `entity` ("products" or "offers") to come are the source's whole set (a full
-  // catalog or offers file, whose finish_*(true) will deactivate what it did not carry): at the
-  // first batch the writer reads the stored content hashes and ids of all of them in one scan,
-  // and settles each batch in memory (24 bytes a stored row) instead of looking its ids up and
-  // recording them as carried. Another entity does nothing. A stored id whose 64-bit key
+  // catalog or offers file, whose finish_*(true) will deactivate what it did not carry): the
+  // writer reads the stored content hashes and ids of all of them now, in one scan, and settles
+  // each batch in memory (24 bytes a stored row) instead of looking its ids up and recording
+  // them as carried. Call it before the entity's first batch; another entity does nothing. A stored id whose 64-bit key
   // (std::hash) is also a carried new id's would count as carried (odds about n² / 2⁶⁴).
   void expect_whole(const std::string& entity);
 

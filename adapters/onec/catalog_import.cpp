@@ -404,10 +404,13 @@ class import_sink final : public commerceml::catalog_sink {
     return out;
   }
 
-  store::product_row product_row(const model::product& p) {
-    store::product_row r = store::product_row_of(p);
-    r.attributes = attributes_json(p.attributes);
-    r.images = images(p);
+  // Takes p's strings over.
+  store::product_row product_row(model::product& p) {
+    auto attributes = attributes_json(p.attributes);
+    auto hashes = images(p);
+    store::product_row r = store::product_row_of(std::move(p));
+    r.attributes = std::move(attributes);
+    r.images = std::move(hashes);
     return r;
   }
 
@@ -446,37 +449,40 @@ class import_sink final : public commerceml::catalog_sink {
     return hashes;
   }
 
-  store::offer_row offer_row(const model::offer& o) {
+  // Takes o's strings over.
+  store::offer_row offer_row(model::offer& o) {
     store::offer_row r;
-    r.external_id = o.external_id;
-    r.product_external_id = o.product_external_id;
-    r.characteristic_id = o.characteristic_id;
-    r.version = o.version;
-    r.name = o.name;
-    r.sku = o.sku;
-    r.barcode = o.barcode;
-    r.active = o.active;
     r.header_only = o.name.empty();
-    for (const auto& c : o.characteristics) r.characteristics.push_back({{"name", c.name}, {"value", c.value}});
+    r.external_id = std::move(o.external_id);
+    r.product_external_id = std::move(o.product_external_id);
+    r.characteristic_id = std::move(o.characteristic_id);
+    r.version = std::move(o.version);
+    r.name = std::move(o.name);
+    r.sku = std::move(o.sku);
+    r.barcode = std::move(o.barcode);
+    r.active = o.active;
+    for (auto& c : o.characteristics)
+      r.characteristics.push_back({{"name", std::move(c.name)}, {"value", std::move(c.value)}});
     if (o.prices) {
       r.prices.emplace();
-      for (const auto& p : *o.prices) {
+      for (auto& p : *o.prices) {
         if (!keep_reference(declared_kind::price_type, p.price_type_id, price_types_, decided_price_types_,
                             skipped_price_types_))
           continue;
-        r.prices->push_back({p.price_type_id, p.value, p.currency, p.unit, p.coefficient});
+        r.prices->push_back({std::move(p.price_type_id), std::move(p.value), std::move(p.currency), std::move(p.unit),
+                             std::move(p.coefficient)});
       }
     }
     if (o.stock) {
       r.stock.emplace();
-      for (const auto& s : *o.stock) {
+      for (auto& s : *o.stock) {
         if (!keep_reference(declared_kind::warehouse, s.warehouse_id, warehouses_, decided_warehouses_,
                             skipped_warehouses_))
           continue;
-        r.stock->push_back({s.warehouse_id, s.quantity});
+        r.stock->push_back({std::move(s.warehouse_id), std::move(s.quantity)});
       }
     }
-    r.quantity = o.quantity;
+    r.quantity = std::move(o.quantity);
     return r;
   }
 
