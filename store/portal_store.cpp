@@ -117,6 +117,8 @@ field boolean(bool b) { return std::string(b ? "t" : "f"); }
 // the shapes rows carry — objects, arrays, strings — without dump()'s character-by-character
 // UTF-8 state machine: the texts come from documents already checked to be UTF-8. Anything else
 // (numbers, booleans, null) goes through dump().
+}  // namespace
+
 void append_json_string(std::string_view v, std::string& out) {
   out += '"';
   std::size_t from = 0;
@@ -137,6 +139,39 @@ void append_json_string(std::string_view v, std::string& out) {
   out.append(v, from);
   out += '"';
 }
+
+void json_object_text::set(std::string key, std::string value) {
+  items_.push_back({std::move(key), std::move(value), {}, false});
+}
+
+void json_object_text::set(std::string key, std::vector<std::string> values) {
+  items_.push_back({std::move(key), {}, std::move(values), true});
+}
+
+std::string json_object_text::text() && {
+  std::stable_sort(items_.begin(), items_.end(), [](const item& a, const item& b) { return a.key < b.key; });
+  std::string out = "{";
+  for (std::size_t i = 0; i < items_.size(); ++i) {
+    if (i + 1 < items_.size() && items_[i + 1].key == items_[i].key) continue;  // set again later
+    if (out.size() > 1) out += ',';
+    append_json_string(items_[i].key, out);
+    out += ':';
+    if (!items_[i].list) {
+      append_json_string(items_[i].value, out);
+      continue;
+    }
+    out += '[';
+    for (std::size_t k = 0; k < items_[i].values.size(); ++k) {
+      if (k != 0) out += ',';
+      append_json_string(items_[i].values[k], out);
+    }
+    out += ']';
+  }
+  out += '}';
+  return out;
+}
+
+namespace {
 
 void append_json(const nlohmann::json& j, std::string& out) {
   switch (j.type()) {
@@ -1246,7 +1281,8 @@ std::shared_ptr<const catalog_writer::product_batch> catalog_writer::prepare_pro
       ++out->skipped;
       continue;
     }
-    prepared_product x{p, {}, *json_text(p->attributes, "{}"), *json_text(p->requisites, "{}")};
+    prepared_product x{p, {}, p->attributes_text ? *p->attributes_text : *json_text(p->attributes, "{}"),
+                       p->requisites_text ? *p->requisites_text : *json_text(p->requisites, "{}")};
     row_hash h;
     h.text(p->external_id).opt(p->version).opt(p->sku).opt(p->barcode).opt(p->code).text(p->name)
         .opt(p->full_name).opt(p->description).opt(p->unit).opt(p->unit_code).opt(p->manufacturer)
@@ -1527,7 +1563,8 @@ std::shared_ptr<const catalog_writer::offer_batch> catalog_writer::prepare_offer
     // offers change only part of a row, a nameless one takes its product's name, and a warning
     // must be given again next time.
     bool hashable = !o->header_only && !o->name.empty();
-    prepared_offer x{o, {}, {}, {}, *json_text(o->characteristics, "[]"), false};
+    prepared_offer x{o, {}, {}, {},
+                     o->characteristics_text ? *o->characteristics_text : *json_text(o->characteristics, "[]"), false};
     if (o->quantity) {
       if (is_decimal(*o->quantity)) {
         x.quantity_valid = true;
@@ -2122,7 +2159,9 @@ product_row product_row_of(model::product&& p) {
   for (const auto& t : p.taxes)
     if (r.vat_rate.empty() || t.name == "НДС") r.vat_rate = t.rate;
   if (!p.category_ids.empty()) r.category_external_id = std::move(p.category_ids.front());
-  for (auto& q : p.requisites) r.requisites[std::move(q.name)] = std::move(q.value);
+  json_object_text requisites;
+  for (auto& q : p.requisites) requisites.set(std::move(q.name), std::move(q.value));
+  r.requisites_text = std::move(requisites).text();
   return r;
 }
 

@@ -359,8 +359,8 @@ class import_sink final : public commerceml::catalog_sink {
     return true;
   }
 
-  nlohmann::json attributes_json(const std::vector<model::attribute_value>& values) {
-    nlohmann::json out = nlohmann::json::object();
+  std::string attributes_json(std::vector<model::attribute_value>& values) {
+    store::json_object_text out;
     for (const auto& v : values) {
       if (skipped_attributes_.count(v.attribute_id)) continue;
       const store::attribute_row* def = nullptr;
@@ -388,20 +388,23 @@ class import_sink final : public commerceml::catalog_sink {
       }
       name = def->name;
       std::vector<std::string> resolved;
-      for (const auto& raw : v.values) {
-        std::string text = raw;
+      for (auto& raw : v.values) {
+        std::string text = std::move(raw);
         if (def)
           for (const auto& opt : def->options)
-            if (opt.external_id == raw) {
+            if (opt.external_id == text) {
               text = opt.value;
               break;
             }
         if (!text.empty()) resolved.push_back(std::move(text));
       }
       if (resolved.empty()) continue;
-      out[name] = resolved.size() == 1 ? nlohmann::json(resolved.front()) : nlohmann::json(resolved);
+      if (resolved.size() == 1)
+        out.set(std::move(name), std::move(resolved.front()));
+      else
+        out.set(std::move(name), std::move(resolved));
     }
-    return out;
+    return std::move(out).text();
   }
 
   // Takes p's strings over.
@@ -409,7 +412,7 @@ class import_sink final : public commerceml::catalog_sink {
     auto attributes = attributes_json(p.attributes);
     auto hashes = images(p);
     store::product_row r = store::product_row_of(std::move(p));
-    r.attributes = std::move(attributes);
+    r.attributes_text = std::move(attributes);
     r.images = std::move(hashes);
     return r;
   }
@@ -461,8 +464,17 @@ class import_sink final : public commerceml::catalog_sink {
     r.sku = std::move(o.sku);
     r.barcode = std::move(o.barcode);
     r.active = o.active;
-    for (auto& c : o.characteristics)
-      r.characteristics.push_back({{"name", std::move(c.name)}, {"value", std::move(c.value)}});
+    // [{"name":…,"value":…}, …] as the row's nlohmann::json would give it.
+    std::string characteristics = "[";
+    for (const auto& c : o.characteristics) {
+      if (characteristics.size() > 1) characteristics += ',';
+      characteristics += "{\"name\":";
+      store::append_json_string(c.name, characteristics);
+      characteristics += ",\"value\":";
+      store::append_json_string(c.value, characteristics);
+      characteristics += '}';
+    }
+    r.characteristics_text = characteristics + ']';
     if (o.prices) {
       r.prices.emplace();
       for (auto& p : *o.prices) {
