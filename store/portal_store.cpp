@@ -438,19 +438,44 @@ std::int64_t count_of(const pqxx::result& r, int column = 0) { return r[0][colum
 
 // The staging tables live for the caller's transaction. They are created on the first writer
 // of a transaction; to_regclass tells whether an earlier writer already did.
-constexpr const char* staging_ddl = R"sql(
+// Staging tables, created by group when a writer first stages rows of that kind (a 1% offers
+// package needs 7 of the 13: measured, the whole DDL cost it 7 to 37 ms): TEMP, ON COMMIT DROP.
+struct staging_group {
+  std::vector<std::string> tables;
+  const char* ddl;
+};
+
+const std::vector<staging_group>& staging_groups() {
+  static const std::vector<staging_group> groups = {
+      {{"obmen_merged", "obmen_carried"}, R"sql(
+CREATE TEMP TABLE obmen_merged (id bigint PRIMARY KEY, inserted boolean NOT NULL) ON COMMIT DROP;
+-- What each writer carried, for finish_*(full). An id may repeat (a later batch sends it again):
+-- no key, which the NOT EXISTS of the deactivation does not mind and which spares an index
+-- insert per carried row.
+CREATE TEMP TABLE obmen_carried (writer bigint, entity text, external_id text) ON COMMIT DROP;
+)sql"},
+      {{"obmen_stage_categories"}, R"sql(
 CREATE TEMP TABLE obmen_stage_categories (
   external_id text, parent_external_id text, name text, description text, active boolean
 ) ON COMMIT DROP;
+CREATE INDEX ON obmen_stage_categories (external_id);
+)sql"},
+      {{"obmen_stage_attributes"}, R"sql(
 CREATE TEMP TABLE obmen_stage_attributes (
   external_id text, name text, value_type text, options jsonb, active boolean
 ) ON COMMIT DROP;
+)sql"},
+      {{"obmen_stage_price_types"}, R"sql(
 CREATE TEMP TABLE obmen_stage_price_types (
   external_id text, code text, name text, currency text
 ) ON COMMIT DROP;
+)sql"},
+      {{"obmen_stage_warehouses"}, R"sql(
 CREATE TEMP TABLE obmen_stage_warehouses (
   external_id text, code text, name text, active boolean
 ) ON COMMIT DROP;
+)sql"},
+      {{"obmen_stage_products", "obmen_stage_product_images", "obmen_image_want", "obmen_image_changes"}, R"sql(
 CREATE TEMP TABLE obmen_stage_products (
   external_id text, version text, sku text, barcode text, code text, name text, full_name text,
   description text, unit text, unit_code text, manufacturer text, vat_rate text,
@@ -460,6 +485,14 @@ CREATE TEMP TABLE obmen_stage_products (
 CREATE TEMP TABLE obmen_stage_product_images (
   product_external_id text, position int, sha256 text
 ) ON COMMIT DROP;
+CREATE INDEX ON obmen_stage_products (external_id);
+CREATE INDEX ON obmen_stage_product_images (product_external_id);
+CREATE TEMP TABLE obmen_image_want (
+  product_id bigint, position int, sha256 text, PRIMARY KEY (product_id, position)
+) ON COMMIT DROP;
+CREATE TEMP TABLE obmen_image_changes (product_id bigint PRIMARY KEY) ON COMMIT DROP;
+)sql"},
+      {{"obmen_stage_offers", "obmen_stage_prices", "obmen_stage_stock"}, R"sql(
 CREATE TEMP TABLE obmen_stage_offers (
   external_id text, product_external_id text, characteristic_id text, version text, name text,
   sku text, barcode text, characteristics jsonb, active boolean, header_only boolean,
@@ -474,22 +507,13 @@ CREATE TEMP TABLE obmen_stage_prices (
 CREATE TEMP TABLE obmen_stage_stock (
   offer_external_id text, warehouse_external_id text, quantity numeric, warehouse_id bigint
 ) ON COMMIT DROP;
-CREATE INDEX ON obmen_stage_categories (external_id);
-CREATE INDEX ON obmen_stage_products (external_id);
-CREATE INDEX ON obmen_stage_product_images (product_external_id);
 CREATE INDEX ON obmen_stage_offers (external_id);
 CREATE INDEX ON obmen_stage_prices (offer_external_id, price_type_id);
 CREATE INDEX ON obmen_stage_stock (offer_external_id, warehouse_id);
-CREATE TEMP TABLE obmen_merged (id bigint PRIMARY KEY, inserted boolean NOT NULL) ON COMMIT DROP;
-CREATE TEMP TABLE obmen_image_want (
-  product_id bigint, position int, sha256 text, PRIMARY KEY (product_id, position)
-) ON COMMIT DROP;
-CREATE TEMP TABLE obmen_image_changes (product_id bigint PRIMARY KEY) ON COMMIT DROP;
--- What each writer carried, for finish_*(full). An id may repeat (a later batch sends it again):
--- no key, which the NOT EXISTS of the deactivation does not mind and which spares an index
--- insert per carried row.
-CREATE TEMP TABLE obmen_carried (writer bigint, entity text, external_id text) ON COMMIT DROP;
-)sql";
+)sql"},
+  };
+  return groups;
+}
 
 // Temp tables get no statistics from autovacuum, and portal rows inserted earlier in the same
 // transaction are invisible to it too: without ANALYZE the planner assumes a handful of rows and
@@ -647,7 +671,7 @@ struct catalog_writer::impl {
     if (bulk) planner_random_page_cost = tx.exec1("SELECT current_setting('random_page_cost')")[0].as<std::string>();
     tx.exec("SELECT set_config('random_page_cost', '1.1', true) "
             "WHERE current_setting('random_page_cost')::float8 > 1.1");
-    if (tx.exec1("SELECT to_regclass('pg_temp.obmen_stage_categories') IS NULL")[0].as<bool>()) tx.exec(staging_ddl);
+    staging("obmen_merged");
   }
 
   // ── bulk load (see catalog_writer's constructor) ──
@@ -857,7 +881,7 @@ struct catalog_writer::impl {
       restore_keys({entity});
       return stored_hashes_of(entity, text_array(maybe), false, false);
     }
-    return stored_hashes_of(entity, text_array(ids), true, session.has_value());
+    return stored_hashes_of(entity, text_array(ids), changes_only.count(entity) == 0, session.has_value());
   }
 
   // carry: record the ids in obmen_carried (for finish_*(full)); seen: in obmen.exchange_seen
@@ -894,10 +918,25 @@ struct catalog_writer::impl {
       counts.warnings.back() = line;
   }
 
+  // Creates the group of staging tables `table` belongs to, unless this transaction has it (a
+  // writer sharing the transaction may have made it).
+  std::set<const staging_group*> staging_ready;
+  void staging(const std::string& table) {
+    for (const auto& g : staging_groups()) {
+      if (std::find(g.tables.begin(), g.tables.end(), table) == g.tables.end()) continue;
+      if (!staging_ready.insert(&g).second) return;
+      if (tx.exec_params1("SELECT to_regclass('pg_temp.' || $1) IS NULL", g.tables.front())[0].as<bool>())
+        tx.exec(g.ddl);
+      return;
+    }
+  }
+
+  // Empties these staging tables (creating them first if need be).
   void reset(std::initializer_list<const char*> tables) {
     std::string sql = "TRUNCATE";
     bool first = true;
     for (const char* t : tables) {
+      staging(t);
       sql += first ? " " : ", ";
       sql += t;
       first = false;
@@ -997,6 +1036,8 @@ struct catalog_writer::impl {
   }
 
   void finish(const char* entity, bool full) {
+    if (full && changes_only.count(entity) != 0)
+      throw std::logic_error(std::string("catalog_writer: finish_") + entity + "(true) after expect_changes");
     if (!full || bulk_loaded(entity)) return;
     std::int64_t n = 0;
     if (auto* whole = preloaded(entity)) {
@@ -1016,8 +1057,9 @@ struct catalog_writer::impl {
     if (n != 0) counts.by_entity[entity].deactivated += n;
   }
 
-  // ── whole sets (see catalog_writer::expect_whole) ──
+  // ── whole sets and changes (see catalog_writer::expect_whole, expect_changes) ──
   std::map<std::string, stored_set> whole_sets;
+  std::set<std::string> changes_only;  // no carried ids recorded: no finish_*(true) will read them
 
   // Reads the stored rows of `entity` now, before its first batch (the writer's thread has
   // nothing else to do while the reader parses it). Not for a table that holds no row at all:
@@ -1044,6 +1086,7 @@ struct catalog_writer::impl {
   void put_products(const product_batch& batch);
   void put_offers(const offer_batch& batch);
   // unknown_*: a staged row names a price type / warehouse not declared (warned about here).
+  void updated_by_address(const char* table, std::int64_t updated, std::int64_t changed);
   void warn_undeclared(const std::string& stage_table, const std::string& column, const std::string& what,
                        const std::string& row);
   void merge_prices(std::int64_t skipped_by_value, bool unknown_price_types);
@@ -1837,43 +1880,48 @@ void catalog_writer::impl::put_offers(const offer_batch& prepared) {
     tx.exec_params("UPDATE obmen_stage_offers SET content_hash = NULL WHERE external_id = ANY($1::text[])",
                    text_array(no_product));
 
-  // Complete offers: upsert everything they carry. A quantity the element did not carry is kept.
-  tx.exec_params(R"sql(
-    WITH src AS (
+  // Complete offers: everything they carry is written. A quantity the element did not carry is
+  // kept. Each finds its stored row once, by key, and is updated by row address or inserted (as
+  // prices are, see merge_prices); the staged offer learns its portal id in the same statement.
+  const auto offers_merged = tx.exec_params(R"sql(
+    WITH src AS MATERIALIZED (
       SELECT s.external_id, p.id AS product_id, s.product_external_id, s.characteristic_id,
              coalesce(nullif(s.name, ''), p.name, s.external_id) AS name, s.sku, s.barcode, s.characteristics,
-             s.quantity, s.version, s.active, s.content_hash
+             s.quantity, s.version, s.active, s.content_hash, t.ctid AS tid, t.id AS offer_id,
+             (t.product_id, t.product_external_id, t.characteristic_id, t.name, t.sku, t.barcode,
+              t.characteristics, t.quantity, t.version, t.active)
+               IS DISTINCT FROM
+             (p.id, s.product_external_id, s.characteristic_id, coalesce(nullif(s.name, ''), p.name, s.external_id),
+              s.sku, s.barcode, s.characteristics, coalesce(s.quantity, t.quantity), s.version, s.active) AS changed
         FROM obmen_stage_offers s
         LEFT JOIN portal.products p ON p.source = $1 AND p.external_id = s.product_external_id
+        LEFT JOIN portal.offers t ON t.source = $1 AND t.external_id = s.external_id
        WHERE NOT s.header_only),
-    up AS (
-      INSERT INTO portal.offers AS t (source, external_id, product_id, product_external_id, characteristic_id,
-                                      name, sku, barcode, characteristics, quantity, version, active, content_hash)
+    upd AS (
+      UPDATE portal.offers t
+         SET product_id = src.product_id, product_external_id = src.product_external_id,
+             characteristic_id = src.characteristic_id, name = src.name, sku = src.sku, barcode = src.barcode,
+             characteristics = src.characteristics, quantity = coalesce(src.quantity, t.quantity),
+             version = src.version, active = src.active, content_hash = src.content_hash, updated_at = now()
+        FROM src
+       WHERE t.ctid = src.tid AND src.changed
+      RETURNING t.id),
+    ins AS (
+      INSERT INTO portal.offers (source, external_id, product_id, product_external_id, characteristic_id,
+                                 name, sku, barcode, characteristics, quantity, version, active, content_hash)
       SELECT $1, external_id, product_id, product_external_id, characteristic_id, name, sku, barcode,
              characteristics, quantity, version, active, content_hash
-        FROM src
-       WHERE NOT EXISTS (
-         SELECT 1 FROM portal.offers c WHERE c.source = $1 AND c.external_id = src.external_id
-            AND (c.product_id, c.product_external_id, c.characteristic_id, c.name, c.sku, c.barcode,
-                 c.characteristics, c.quantity, c.version, c.active)
-                IS NOT DISTINCT FROM
-                (src.product_id, src.product_external_id, src.characteristic_id, src.name, src.sku, src.barcode,
-                 src.characteristics, coalesce(src.quantity, c.quantity), src.version, src.active))
-      ON CONFLICT (source, external_id) DO UPDATE
-        SET product_id = excluded.product_id, product_external_id = excluded.product_external_id,
-            characteristic_id = excluded.characteristic_id, name = excluded.name, sku = excluded.sku,
-            barcode = excluded.barcode, characteristics = excluded.characteristics,
-            quantity = coalesce(excluded.quantity, t.quantity), version = excluded.version,
-            active = excluded.active, content_hash = excluded.content_hash, updated_at = now()
-        WHERE (t.product_id, t.product_external_id, t.characteristic_id, t.name, t.sku, t.barcode,
-               t.characteristics, t.quantity, t.version, t.active)
-              IS DISTINCT FROM
-              (excluded.product_id, excluded.product_external_id, excluded.characteristic_id, excluded.name,
-               excluded.sku, excluded.barcode, excluded.characteristics, coalesce(excluded.quantity, t.quantity),
-               excluded.version, excluded.active)
-      RETURNING t.id, (t.xmax = 0) AS inserted)
-    INSERT INTO obmen_merged SELECT id, inserted FROM up)sql",
-                 source);
+        FROM src WHERE tid IS NULL
+      RETURNING id, external_id),
+    ids AS (
+      UPDATE obmen_stage_offers s SET offer_id = x.id
+        FROM (SELECT external_id, offer_id AS id FROM src WHERE offer_id IS NOT NULL
+              UNION ALL SELECT external_id, id FROM ins) x
+       WHERE s.external_id = x.external_id),
+    merged AS (INSERT INTO obmen_merged SELECT id, false FROM upd UNION ALL SELECT id, true FROM ins)
+    SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM src WHERE changed AND tid IS NOT NULL))sql",
+                                            source);
+  updated_by_address("offers", count_of(offers_merged, 0), count_of(offers_merged, 1));
   for (const auto& r : unknown_products)
     if (!r[2].as<bool>())
       warn("offer '" + r[0].as<std::string>() + "': product '" + r[1].as<std::string>() + "' is not known");
@@ -1929,13 +1977,25 @@ void catalog_writer::impl::put_offers(const offer_batch& prepared) {
 
   // Prices and stock find their offers through the staged ones: each offer resolved once here,
   // not once per price or stock row in every statement below.
+  // (Complete offers learnt theirs when merged.)
   if (staged_prices || staged_stock)
     tx.exec_params("UPDATE obmen_stage_offers s SET offer_id = o.id FROM portal.offers o "
-                   "WHERE o.source = $1 AND o.external_id = s.external_id",
+                   "WHERE s.offer_id IS NULL AND o.source = $1 AND o.external_id = s.external_id",
                    source);
   if (staged_prices) merge_prices(prices_bad, unknown_price_types);
   if (staged_stock) merge_stock(stock_bad, unknown_warehouses);
   tx.exec_params(fix_hashes("offers", "obmen_stage_offers"), source);
+}
+
+// A row found by key and updated by its address (merge_prices, merge_stock) is skipped when
+// something outside obmen updated it in between, which the portal contract rules out (docs/
+// schema.md, "Who writes what"): the import fails rather than lose the change, and the next one
+// applies it.
+void catalog_writer::impl::updated_by_address(const char* table, std::int64_t updated, std::int64_t changed) {
+  if (updated != changed)
+    throw std::runtime_error("portal." + std::string(table) + ": " + std::to_string(changed - updated) +
+                             " changed rows were updated by another writer during the import; nothing was "
+                             "stored, import the package again");
 }
 
 // A warning for each staged row of a merged offer whose <column>_id is NULL: its <column>_external_id
@@ -1980,8 +2040,9 @@ void catalog_writer::impl::merge_prices(std::int64_t skipped_by_value, bool unkn
     touched AS (INSERT INTO obmen_merged SELECT offer_id, false FROM upd UNION SELECT offer_id, false FROM ins
                 ON CONFLICT DO NOTHING)
     SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM obmen_stage_prices), (SELECT count(*) FROM ins),
-           (SELECT count(*) FROM upd))sql");
+           (SELECT count(*) FROM upd), (SELECT count(*) FROM src WHERE changed AND tid IS NOT NULL))sql");
   const auto applied = count_of(r, 0), staged = count_of(r, 1), ins = count_of(r, 2), upd = count_of(r, 3);
+  updated_by_address("prices", upd, count_of(r, 4));
   // An offer that carried prices has exactly those: a price type it no longer lists is switched off.
   const auto deactivated = count_of(tx.exec(R"sql(
     WITH d AS (
@@ -2025,8 +2086,9 @@ void catalog_writer::impl::merge_stock(std::int64_t skipped_by_value, bool unkno
     touched AS (INSERT INTO obmen_merged SELECT offer_id, false FROM upd UNION SELECT offer_id, false FROM ins
                 ON CONFLICT DO NOTHING)
     SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM obmen_stage_stock), (SELECT count(*) FROM ins),
-           (SELECT count(*) FROM upd))sql");
+           (SELECT count(*) FROM upd), (SELECT count(*) FROM src WHERE changed AND tid IS NOT NULL))sql");
   const auto applied = count_of(r, 0), staged = count_of(r, 1), ins = count_of(r, 2), upd = count_of(r, 3);
+  updated_by_address("stock", upd, count_of(r, 4));
   // An offer that carried stock has exactly that: any other warehouse holds none of it now.
   const auto zeroed = count_of(tx.exec(R"sql(
     WITH z AS (
@@ -2071,6 +2133,9 @@ void catalog_writer::put_offers(const std::shared_ptr<const offer_batch>& b) { i
 
 void catalog_writer::expect_whole(const std::string& entity) {
   if (entity == "products" || entity == "offers") impl_->expect_whole(entity);
+}
+void catalog_writer::expect_changes(const std::string& entity) {
+  if (entity == "products" || entity == "offers") impl_->changes_only.insert(entity);
 }
 void catalog_writer::finish_categories(bool full) { impl_->finish("categories", full); }
 void catalog_writer::finish_products(bool full) { impl_->finish("products", full); }

@@ -212,6 +212,10 @@ class catalog_writer {
   // them as carried. Call it before the entity's first batch; another entity does nothing. A stored id whose 64-bit key
   // (std::hash) is also a carried new id's would count as carried (odds about n² / 2⁶⁴).
   void expect_whole(const std::string& entity);
+  // The rows of `entity` ("products" or "offers") to come are changes only (СодержитТолькоИзменения):
+  // finish_*(true) will not be called for it (it throws std::logic_error), so the writer records
+  // no carried ids. Another entity does nothing.
+  void expect_changes(const std::string& entity);
 
   // For a full package: deactivate this source's rows of the entity not carried by this writer
   // (header-only offers count as carried). full=false does nothing.

@@ -625,9 +625,12 @@ namespace {
 // Rows a package left in the staging tables of its own transaction: none when every row was
 // skipped by its content hash (or taken by the fast path for new rows).
 std::int64_t staged_rows(pqxx::work& tx) {
-  return tx.exec1("SELECT (SELECT count(*) FROM obmen_stage_products) + (SELECT count(*) FROM obmen_stage_offers) + "
-                  "(SELECT count(*) FROM obmen_stage_prices) + (SELECT count(*) FROM obmen_stage_stock)")[0]
-      .as<std::int64_t>();
+  // A staging table is created when rows are first staged: one that does not exist holds none.
+  std::int64_t n = 0;
+  for (const char* t : {"obmen_stage_products", "obmen_stage_offers", "obmen_stage_prices", "obmen_stage_stock"})
+    if (!tx.exec1(std::string("SELECT to_regclass('pg_temp.") + t + "') IS NULL")[0].as<bool>())
+      n += tx.exec1(std::string("SELECT count(*) FROM ") + t)[0].as<std::int64_t>();
+  return n;
 }
 
 store::offer_row red_offer(const std::string& retail) {

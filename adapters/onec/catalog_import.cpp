@@ -229,11 +229,16 @@ class import_sink final : public commerceml::catalog_sink {
     if (info.kind == commerceml::document_kind::unknown)
       throw import_error("file '" + file_ + "' has neither Классификатор, Каталог nor ПакетПредложений: nothing to import");
     // A full section's rows are the source's whole set (see finish_* in import_catalog_file).
+    // A section of changes only is never finished in full: no carried ids to record.
     const bool products = info.has_catalog && !info.catalog_changes_only.value_or(false);
     const bool offers = info.has_offers && !info.offers_changes_only.value_or(false);
-    store_.run([products, offers](store::catalog_writer& w) {
+    const bool product_changes = info.has_catalog && info.catalog_changes_only.value_or(false);
+    const bool offer_changes = info.has_offers && info.offers_changes_only.value_or(false);
+    store_.run([=](store::catalog_writer& w) {
       if (products) w.expect_whole("products");
       if (offers) w.expect_whole("offers");
+      if (product_changes) w.expect_changes("products");
+      if (offer_changes) w.expect_changes("offers");
     });
   }
 

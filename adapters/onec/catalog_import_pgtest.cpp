@@ -1041,6 +1041,28 @@ TEST_CASE("whole set: stored hashes read in one scan; an id that comes back is l
         std::vector<std::string>{"p3"});
 }
 
+TEST_CASE("changes only: no carried ids are recorded, and finishing such an entity in full is refused") {
+  fixture f;
+  const auto put = [&](bool changes) {
+    pqxx::work tx(*f.conn);
+    store::catalog_writer w(tx, "onec", std::nullopt, /*bulk_load=*/true);
+    if (changes) w.expect_changes("products");
+    store::product_row p;
+    p.external_id = "p1";
+    p.name = changes ? "one, renamed" : "one";
+    w.put_products({p});
+    const auto carried = tx.exec1("SELECT count(*) FROM obmen_carried")[0].as<int>();
+    if (changes) CHECK_THROWS_AS(w.finish_products(true), std::logic_error);
+    w.finish_products(false);
+    w.close();
+    tx.commit();
+    return carried;
+  };
+  put(false);  // a first load: bulk, nothing carried either
+  CHECK(put(true) == 0);
+  CHECK(f.one("SELECT name FROM portal.products") == "one, renamed");
+}
+
 TEST_CASE("prefetch: the next file is checked while this one finishes, and imports the same with that check") {
   fixture f;
   temp_dir tmp;
