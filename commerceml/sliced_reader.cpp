@@ -111,10 +111,11 @@ class parse_worker {
   parse_worker(const parse_worker&) = delete;
   parse_worker& operator=(const parse_worker&) = delete;
 
-  // Blocks while a job waits (one parsed, one waiting: two batches of text at most).
+  // Blocks until the worker is done with the job before: the scanner cuts batch N+1 while
+  // batch N is parsed, and no batch waits (each one's text and document are megabytes).
   void post(job j) {
     std::unique_lock lock(mutex_);
-    space_.wait(lock, [&] { return error_ || jobs_.empty(); });
+    space_.wait(lock, [&] { return error_ || (jobs_.empty() && !busy_); });
     if (error_) std::rethrow_exception(error_);
     jobs_.push_back(std::move(j));
     ready_.notify_one();
