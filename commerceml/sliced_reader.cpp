@@ -2,12 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <condition_variable>
-#include <deque>
-#include <exception>
-#include <functional>
-#include <mutex>
-#include <thread>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -90,103 +84,19 @@ class name_stack {
 // Thrown by a pass 1 that skips lists when what it skips is not plainly a run of items.
 struct skip_refused {};
 
-// Pass 2's parsing of what the scanner cut (pugixml, then the section processor, which hands the
-// model to the sink) on a thread of its own, obmen-parse: the scanner cuts batch N+1 while batch
-// N is parsed (measured, an unchanged 100 000-product catalog: the reader thread was the
-// import's bottleneck, at 1.7 s of CPU, half of it parsing). Jobs run in the order posted; the
-// first failure stops the worker, and post() or finish() rethrow it on the scanner's thread.
-class parse_worker {
- public:
-  using job = std::function<void()>;
-  parse_worker() : thread_([this] { loop(); }) {}
-  ~parse_worker() {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
-      jobs_.clear();
-    }
-    ready_.notify_one();
-    thread_.join();
-  }
-  parse_worker(const parse_worker&) = delete;
-  parse_worker& operator=(const parse_worker&) = delete;
-
-  // Blocks until the worker is done with the job before: the scanner cuts batch N+1 while
-  // batch N is parsed, and no batch waits (each one's text and document are megabytes).
-  void post(job j) {
-    std::unique_lock lock(mutex_);
-    space_.wait(lock, [&] { return error_ || (jobs_.empty() && !busy_); });
-    if (error_) std::rethrow_exception(error_);
-    jobs_.push_back(std::move(j));
-    ready_.notify_one();
-  }
-  // Waits until every job posted ran or one failed; that failure, or null.
-  std::exception_ptr settle() {
-    std::unique_lock lock(mutex_);
-    space_.wait(lock, [&] { return error_ || (jobs_.empty() && !busy_); });
-    return error_;
-  }
-  void finish() {
-    if (auto e = settle()) std::rethrow_exception(e);
-  }
-
- private:
-  void loop() {
-    pthread_setname_np(pthread_self(), "obmen-parse");
-    for (;;) {
-      job j;
-      {
-        std::unique_lock lock(mutex_);
-        ready_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
-        if (stop_) return;
-        j = std::move(jobs_.front());
-        jobs_.pop_front();
-        busy_ = true;
-      }
-      space_.notify_all();
-      std::exception_ptr failed;
-      try {
-        j();
-      } catch (...) {
-        failed = std::current_exception();
-      }
-      j = nullptr;  // the batch's text and document go here, on this thread
-      {
-        std::lock_guard lock(mutex_);
-        busy_ = false;
-        if (failed) {
-          error_ = failed;
-          jobs_.clear();
-        }
-      }
-      space_.notify_all();
-      if (failed) return;
-    }
-  }
-
-  std::mutex mutex_;
-  std::condition_variable ready_, space_;
-  std::deque<job> jobs_;
-  bool busy_ = false, stop_ = false;
-  std::exception_ptr error_;
-  std::thread thread_;  // last: starts once the members above exist
-};
-
 class scanner {
  public:
   // Pass 1 gives `info` (validate, collect document_info); pass 2 gives `proc` (convert).
   // skip_lists (pass 1 only): see skip_list().
-  // worker (pass 2): where proc's work is done, in order; null: on this thread.
   scanner(byte_source& source, std::string_view file_name, const read_options& options, document_info* info,
-          section_processor* proc, bool skip_lists = false, parse_worker* worker = nullptr)
+          section_processor* proc, bool skip_lists = false)
       : skip_lists_(skip_lists),
         source_(source),
         file_(file_name),
         chunk_(std::max<std::size_t>(options.chunk_size, 1)),
         batch_size_(std::max<std::size_t>(options.batch_size, 1)),
         info_(info),
-        proc_(proc),
-        worker_(worker) {}
+        proc_(proc) {}
 
   void run();
   const prolog& encoding() const { return prolog_; }
@@ -253,14 +163,6 @@ class scanner {
   std::size_t batch_size_;
   document_info* info_;
   section_processor* proc_;
-  parse_worker* worker_;
-  // Runs f now, or on the worker when there is one.
-  void process(parse_worker::job f) {
-    if (worker_)
-      worker_->post(std::move(f));
-    else
-      f();
-  }
   prolog prolog_;
 
   std::string head_;  // the first bytes, read to detect the encoding, fed like later chunks
@@ -635,7 +537,7 @@ void scanner::on_start(std::string_view qname, std::size_t lt, std::size_t gt_en
     section_tag_ = view(lt, gt_end);
     section_pos_ = pos_at(lt);
     section_flag_.reset();
-    if (proc_) process([proc = proc_, kind = section_] { proc->begin(kind); });
+    if (proc_) proc_->begin(section_);
     if (empty) {
       // <Каталог СодержитТолькоИзменения="true"/>: the flag is all there is.
       patched_text t;
@@ -700,7 +602,7 @@ void scanner::on_end(std::string_view qname, std::size_t lt, std::size_t gt_end)
     stop_capture(lt);
     in_list_ = false;
     parse_batch(lt);
-    if (proc_) process([proc = proc_] { proc->flush_items(); });
+    if (proc_) proc_->flush_items();
     start_capture(skeleton_, gt_end);
   } else if (depth == 1) {
     if (section_sliced_) {
@@ -732,21 +634,6 @@ void scanner::end_fragment(std::size_t gt_end) {
 
 void scanner::flush_skeleton(std::size_t cut) {
   skeleton_.append_synthetic(closing_tags(2), pos_at(cut));
-  if (proc_) {
-    // Pass 2: parsed where the items are, with its own copy of the text.
-    process([proc = proc_, file = file_, text = skeleton_] {
-      pugi::xml_document doc;
-      const auto r = doc.load_buffer(text.str().data(), text.size(), pugi::parse_default, pugi::encoding_utf8);
-      if (!r) fail(file, text.position_of(static_cast<std::size_t>(r.offset)), std::string("malformed XML: ") + r.description());
-      pugi::xml_node section = doc.document_element().first_child();
-      while (section && section.type() != pugi::node_element) section = section.next_sibling();
-      const position_map map = [&text](std::size_t off) { return text.position_of(off); };
-      for (pugi::xml_node c = section.first_child(); c; c = c.next_sibling()) proc->declaration(c, map);
-      proc->flush_declarations();
-    });
-    wrap(skeleton_, 2);
-    return;
-  }
   pugi::xml_document doc;
   const auto r = doc.load_buffer(skeleton_.str().data(), skeleton_.size(), pugi::parse_default,
                                  pugi::encoding_utf8);
@@ -756,24 +643,27 @@ void scanner::flush_skeleton(std::size_t cut) {
   if (info_) {
     if (auto flag = changes_flag(section); flag && !section_flag_) section_flag_ = flag;
   }
+  if (proc_) {
+    const position_map map = [this](std::size_t off) { return skeleton_.position_of(off); };
+    for (pugi::xml_node c = section.first_child(); c; c = c.next_sibling()) proc_->declaration(c, map);
+    proc_->flush_declarations();
+  }
   wrap(skeleton_, 2);
 }
 
 void scanner::parse_batch(std::size_t cut) {
   if (batch_count_ == 0 || !proc_) return;
   batch_.append_synthetic(closing_tags(3), pos_at(cut));
-  process([proc = proc_, file = file_, text = std::exchange(batch_, patched_text{})] {
-    pugi::xml_document doc;
-    const auto r = doc.load_buffer(text.str().data(), text.size(), pugi::parse_default, pugi::encoding_utf8);
-    if (!r) fail(file, text.position_of(static_cast<std::size_t>(r.offset)), std::string("malformed XML: ") + r.description());
-    const position_map map = [&text](std::size_t off) { return text.position_of(off); };
-    pugi::xml_node section = doc.document_element().first_child();
-    while (section && section.type() != pugi::node_element) section = section.next_sibling();
-    pugi::xml_node list = section.first_child();
-    while (list && list.type() != pugi::node_element) list = list.next_sibling();
-    for (pugi::xml_node item = list.first_child(); item; item = item.next_sibling())
-      if (item.type() == pugi::node_element) proc->item(item, map);
-  });
+  pugi::xml_document doc;
+  const auto r = doc.load_buffer(batch_.str().data(), batch_.size(), pugi::parse_default, pugi::encoding_utf8);
+  if (!r) fail_parse(r, batch_);
+  const position_map map = [this](std::size_t off) { return batch_.position_of(off); };
+  pugi::xml_node section = doc.document_element().first_child();
+  while (section && section.type() != pugi::node_element) section = section.next_sibling();
+  pugi::xml_node list = section.first_child();
+  while (list && list.type() != pugi::node_element) list = list.next_sibling();
+  for (pugi::xml_node item = list.first_child(); item; item = item.next_sibling())
+    if (item.type() == pugi::node_element) proc_->item(item, map);
   wrap(batch_, 3);
   batch_count_ = 0;
 }
@@ -848,16 +738,8 @@ void read_sliced(byte_source& source, std::string_view file_name, catalog_sink& 
     source.rewind();
   }
   section_processor proc(sink, options.batch_size, file_name);
-  parse_worker worker;  // after proc: stopped before it goes
-  scanner pass2(source, file_name, options, nullptr, &proc, false, &worker);
-  try {
-    pass2.run();
-  } catch (...) {
-    // A failure in a batch handed over earlier is the one a parse in file order meets first.
-    if (auto e = worker.settle()) std::rethrow_exception(e);
-    throw;
-  }
-  worker.finish();
+  scanner pass2(source, file_name, options, nullptr, &proc);
+  pass2.run();
 }
 
 }  // namespace obmen::commerceml::detail

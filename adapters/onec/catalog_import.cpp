@@ -119,8 +119,7 @@ class declared_names {
 // The portal writes of one import run on a thread of their own, in order, one batch behind the
 // mapping: while PostgreSQL merges batch N, the importing thread maps batch N+1 and the reader
 // parses the next. Once a task is queued, the writer (and its transaction) belong to this
-// thread until finish() has joined it. At most max_waiting tasks wait, so memory stays bounded
-// (measured with 3: no faster, 10 MB more at the peak).
+// thread until finish() has joined it. At most one task waits, so memory stays bounded.
 class store_thread {
  public:
   using task = std::function<void(store::catalog_writer&)>;
@@ -134,7 +133,7 @@ class store_thread {
   ~store_thread() {
     {
       std::lock_guard lock(mutex_);
-      pending_.clear();
+      pending_.reset();
       done_ = true;
     }
     ready_.notify_one();
@@ -143,15 +142,15 @@ class store_thread {
   store_thread(const store_thread&) = delete;
   store_thread& operator=(const store_thread&) = delete;
 
-  // Blocks while max_waiting tasks wait; rethrows the failure of an earlier task. The tasks
-  // this thread ran since are destroyed here, on the calling thread: freeing a batch's rows is
+  // Blocks while a task is already waiting; rethrows the failure of an earlier task. The task
+  // this thread ran last is destroyed here, on the calling thread: freeing a batch's rows is
   // work the database would otherwise wait for.
   void run(task t) {
-    std::vector<task> spent;
+    std::optional<task> spent;
     std::unique_lock lock(mutex_);
-    space_.wait(lock, [&] { return error_ || pending_.size() < max_waiting; });
+    space_.wait(lock, [&] { return error_ || !pending_; });
     if (error_) std::rethrow_exception(error_);
-    pending_.push_back(std::move(t));
+    pending_ = std::move(t);
     spent.swap(spent_);
     ready_.notify_one();
     lock.unlock();
@@ -174,20 +173,20 @@ class store_thread {
       task t;
       {
         std::unique_lock lock(mutex_);
-        ready_.wait(lock, [&] { return !pending_.empty() || done_; });
-        if (pending_.empty()) return;
-        t = std::move(pending_.front());
-        pending_.pop_front();
+        ready_.wait(lock, [&] { return pending_ || done_; });
+        if (!pending_) return;
+        t = std::move(*pending_);
+        pending_.reset();
       }
       space_.notify_one();
       try {
         t(writer_);
         std::lock_guard lock(mutex_);
-        spent_.push_back(std::move(t));
+        spent_.emplace(std::move(t));  // an older one not collected yet is freed here instead
       } catch (...) {
         std::lock_guard lock(mutex_);
         error_ = std::current_exception();
-        pending_.clear();
+        pending_.reset();
         space_.notify_one();
         return;
       }
@@ -197,9 +196,8 @@ class store_thread {
   store::catalog_writer& writer_;
   std::mutex mutex_;
   std::condition_variable ready_, space_;
-  static constexpr std::size_t max_waiting = 1;
-  std::deque<task> pending_;
-  std::vector<task> spent_;  // run, not yet destroyed (see run())
+  std::optional<task> pending_;
+  std::optional<task> spent_;  // run, not yet destroyed (see run())
   bool done_ = false;
   std::exception_ptr error_;
   std::thread thread_;  // last: starts once the members above exist
@@ -607,50 +605,49 @@ class queueing_sink final : public commerceml::catalog_sink {
   reader_queue& q_;
 };
 
-}  // namespace
-
-// Reads a file (both passes) on a thread named obmen-reader into a queue of one batch (more
-// measured no faster, and held up to 60 MB more); the thread is cancelled (at its next batch)
-// and joined when the reader is destroyed.
-class file_reader {
- public:
-  file_reader(fs::path file, const commerceml::read_options& ropts) : file_(std::move(file)), queue_(1) {
-    thread_ = std::thread([this, ropts] {
-      pthread_setname_np(pthread_self(), "obmen-reader");
-      std::exception_ptr error;
+// Reads `file` on a reader thread and delivers everything to `sink` on the calling thread, in
+// the reader's order; exceptions from either side propagate to the caller, and the reader
+// thread is always joined before this returns.
+void read_ahead(const fs::path& file, commerceml::catalog_sink& sink, const commerceml::read_options& ropts,
+                const import_options& options) {
+  // The next file's first pass starts now, on a thread of its own: it takes the core this
+  // file's first pass (or its writes, at the end) leave idle. Measured, re-import of a
+  // 100 000-product package: started after this file was read, it left a 0.17 s gap between
+  // the files.
+  if (!options.prefetch.empty() && options.prefetched) {
+    auto check_options = ropts;
+    check_options.checked = nullptr;
+    *options.prefetched = std::async(std::launch::async, [next = options.prefetch, check_options] {
+      pthread_setname_np(pthread_self(), "obmen-check");
       try {
-        queueing_sink forward(queue_);
-        commerceml::read_catalog_file(file_, forward, ropts);
-      } catch (const reader_queue::cancelled&) {
+        return std::optional(commerceml::check_catalog_file(next, check_options));
       } catch (...) {
-        error = std::current_exception();
+        return std::optional<commerceml::document_info>();
       }
-      queue_.close(error);
     });
   }
-  ~file_reader() {
-    queue_.cancel();
-    thread_.join();
-  }
-  file_reader(const file_reader&) = delete;
-  file_reader& operator=(const file_reader&) = delete;
-
-  const fs::path& file() const { return file_; }
-  // The next message, nullopt at the end; rethrows the reader's failure.
-  std::optional<reader_queue::message> pop() { return queue_.pop(); }
-
- private:
-  fs::path file_;
-  reader_queue queue_;
-  std::thread thread_;  // last: starts once the members above exist
-};
-
-namespace {
-
-// Delivers everything `reader` reads to `sink` on the calling thread, in the reader's order;
-// exceptions from either side propagate to the caller.
-void deliver(file_reader& reader, commerceml::catalog_sink& sink) {
-  while (auto m = reader.pop()) {
+  reader_queue queue(1);
+  std::thread reader([&] {
+    pthread_setname_np(pthread_self(), "obmen-reader");
+    std::exception_ptr error;
+    try {
+      queueing_sink forward(queue);
+      commerceml::read_catalog_file(file, forward, ropts);
+    } catch (const reader_queue::cancelled&) {
+    } catch (...) {
+      error = std::current_exception();
+    }
+    queue.close(error);
+  });
+  struct join_reader {
+    reader_queue& queue;
+    std::thread& reader;
+    ~join_reader() {
+      queue.cancel();
+      reader.join();
+    }
+  } joiner{queue, reader};
+  while (auto m = queue.pop()) {
     std::visit(
         [&](auto& v) {
           using T = std::decay_t<decltype(v)>;
@@ -682,16 +679,8 @@ store::import_counts import_catalog_file(pqxx::connection& db, const fs::path& f
   import_sink sink(writer, store, options, rules, name);
   commerceml::read_options ropts;
   ropts.batch_size = options.batch_size;
-  std::shared_ptr<file_reader> reader = options.reader;
-  if (!reader || reader->file() != file) reader = std::make_shared<file_reader>(file, ropts);
-  // The next file's reader starts now: its first pass takes the core this file's first pass (or
-  // its writes, at the end) leaves idle, and its first batches are ready when this file is done
-  // (measured, re-import of a 100 000-product package: a next-file check started only after this
-  // file was read left a 0.17 s pause between the files).
-  if (!options.prefetch.empty() && options.next_reader)
-    *options.next_reader = std::make_shared<file_reader>(options.prefetch, ropts);
-  deliver(*reader, sink);
-  reader.reset();
+  if (options.checked) ropts.checked = &*options.checked;
+  read_ahead(file, sink, ropts, options);
   store.finish();
 
   // A full section deactivates what it did not carry — but only when it carried something of
@@ -716,10 +705,10 @@ store::import_counts import_catalog_file(pqxx::connection& db, const fs::path& f
 }
 
 void import_chain::prepare(import_options& o, const fs::path* next) {
-  o.reader = std::move(next_reader_);
+  if (next_checked_.valid()) o.checked = next_checked_.get();
   if (!next) return;
   o.prefetch = *next;
-  o.next_reader = &next_reader_;
+  o.prefetched = &next_checked_;
 }
 
 std::vector<std::string> order_for_import(std::vector<std::string> names) {

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
-#include <memory>
+#include <future>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -26,9 +26,6 @@ class import_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// A CommerceML file being read on a thread of its own (see import_options::prefetch).
-class file_reader;
-
 struct import_options {
   std::string source;                               // portal rows' `source`
   std::optional<std::int64_t> exchange_session_id;  // for `deactivate`; nullopt from the CLI
@@ -42,14 +39,14 @@ struct import_options {
   std::function<void(const std::string&)> progress;
   // Runs inside the import's transaction just before commit (records the result with the data).
   std::function<void(pqxx::work&, const store::import_counts&)> before_commit;
-  // The file to be imported next, if any: its reader starts when this import starts, on a
-  // thread of its own — the first pass over it, then its first batches, held in a bounded queue
-  // — and is left in *next_reader; pass it as `reader` when importing that file. A parse error
-  // waits in the queue and is thrown by that import, as if it had read the file itself.
+  // The reader's first pass over the file, made ahead of time (see prefetch); nullopt: made here.
+  std::optional<commerceml::document_info> checked;
+  // The file to be imported next, if any: a thread checks that one (the first pass,
+  // commerceml::check_catalog_file) while this file is imported, and leaves the result in
+  // *prefetched — nullopt when the check failed (importing that file
+  // then reports why). Pass it as `checked` when importing that file.
   std::filesystem::path prefetch;
-  std::shared_ptr<file_reader>* next_reader = nullptr;
-  // This file's reader, started by the previous import (see prefetch); null: started here.
-  std::shared_ptr<file_reader> reader;
+  std::future<std::optional<commerceml::document_info>>* prefetched = nullptr;
 };
 
 // Throws commerceml::parse_error (file:line:col), import_error, or pqxx errors; on any throw
@@ -57,17 +54,16 @@ struct import_options {
 store::import_counts import_catalog_file(pqxx::connection& db, const std::filesystem::path& file,
                                          const import_options& options);
 
-// A run of files imported one after another (obmenctl import, resync jobs): each file's import
-// starts the next file's reader (import_options::prefetch), so the files follow each other
-// without a pause for the next one's first pass and first batch.
+// A run of files imported one after another (obmenctl import, resync jobs): each file's reader
+// has the next file checked while it is imported (import_options::prefetch).
 class import_chain {
  public:
-  // Before importing a file: the reader the previous import started for it goes to o.reader,
-  // and one for `next` (nullptr: this is the last file) is asked for.
+  // Before importing a file: its check made during the previous import goes to o.checked, and
+  // the check of `next` (nullptr: this is the last file) is asked for.
   void prepare(import_options& o, const std::filesystem::path* next);
 
  private:
-  std::shared_ptr<file_reader> next_reader_;
+  std::future<std::optional<commerceml::document_info>> next_checked_;
 };
 
 // Orders CommerceML file names the way 1C means them to be applied: import* before offers*

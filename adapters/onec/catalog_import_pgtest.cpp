@@ -1063,36 +1063,34 @@ TEST_CASE("changes only: no carried ids are recorded, and finishing such an enti
   CHECK(f.one("SELECT name FROM portal.products") == "one, renamed");
 }
 
-TEST_CASE("prefetch: the next file's reader starts with this import, and that file imports the same through it") {
+TEST_CASE("prefetch: the next file is checked while this one finishes, and imports the same with that check") {
   fixture f;
   temp_dir tmp;
-  std::shared_ptr<onec::file_reader> next;
+  std::future<std::optional<commerceml::document_info>> next;
   onec::import_options o;
   o.source = "onec";
   o.prefetch = dobromyslov("data__offers0_1.xml");
-  o.next_reader = &next;
+  o.prefetched = &next;
   onec::import_catalog_file(*f.conn, dobromyslov("data__import0_1.xml"), o);
-  REQUIRE(next);
+  REQUIRE(next.valid());
+  const auto checked = next.get();
+  REQUIRE(checked.has_value());
+  CHECK(checked->kind == commerceml::document_kind::offers);
+  CHECK(checked->has_offers);
 
   onec::import_options o2;
   o2.source = "onec";
-  o2.reader = next;
+  o2.checked = checked;
   const auto off = onec::import_catalog_file(*f.conn, dobromyslov("data__offers0_1.xml"), o2);
   CHECK(entity(off, "offers") == counts(44, 0, 0));
   CHECK(entity(off, "stock") == counts(132, 0, 0));
 
-  // A broken next file: its import reports the reader's error, and the portal is unchanged.
+  // A broken next file: no check result, and importing it reports the error itself.
   const std::string full = read_bytes(dobromyslov("data__offers0_1.xml"));
   write_bytes(tmp / "offers.xml", full.substr(0, full.size() / 2));
   o.prefetch = tmp / "offers.xml";
   onec::import_catalog_file(*f.conn, dobromyslov("data__import0_1.xml"), o);
-  REQUIRE(next);
-  const auto versions = f.row_versions();
-  o2.reader = next;
-  CHECK_THROWS_AS(onec::import_catalog_file(*f.conn, tmp / "offers.xml", o2), commerceml::parse_error);
-  CHECK(f.row_versions() == versions);
-  // A reader for another file is not taken: the file is read afresh.
-  o2.reader = std::move(next);
-  const auto again = onec::import_catalog_file(*f.conn, dobromyslov("data__offers0_1.xml"), o2);
-  CHECK(entity(again, "offers") == counts(0, 0, 44));
+  REQUIRE(next.valid());
+  CHECK_FALSE(next.get().has_value());
+  CHECK_THROWS_AS(f.import(tmp / "offers.xml"), commerceml::parse_error);
 }
