@@ -34,6 +34,7 @@
 // were delivered: callers apply a file in one transaction.
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -84,6 +85,12 @@ struct read_options {
   // What check_catalog_file returned for this very file, unchanged since: the first pass is
   // skipped and this goes to on_document (nullptr: the reader makes its first pass).
   const document_info* checked = nullptr;
+  // The first pass calls this when it reaches a catalog's Товары or an offer package's
+  // Предложения, before reading them: offers (else products), and whether the section holds
+  // changes only, as on_document will say. A hint for work that can start early — the file may
+  // still turn out malformed, and the first pass may call it twice. Not called when `checked`
+  // skips the first pass.
+  std::function<void(bool offers, bool changes_only)> on_items_ahead;
 };
 
 // Thrown for malformed XML, an unsupported encoding, invalid UTF-8, a root that is not

@@ -134,7 +134,18 @@ TEST_CASE("every sample file gives the counts of SOURCES.md §3") {
     const std::string file = e.file;
     CAPTURE(file);
     recorder r;
-    read_catalog_file(samples_dir() / e.file, r);
+    std::vector<std::pair<bool, bool>> ahead;  // on_items_ahead: (offers, changes only)
+    read_options o;
+    o.on_items_ahead = [&](bool offers, bool changes_only) { ahead.emplace_back(offers, changes_only); };
+    read_catalog_file(samples_dir() / e.file, r, o);
+    // The first pass's early word on each item list agrees with on_document's.
+    for (const auto& [offers, changes_only] : ahead)
+      CHECK((offers ? r.info.offers_changes_only : r.info.catalog_changes_only) == std::optional<bool>(changes_only));
+    const auto announced = [&](bool offers) {
+      return std::any_of(ahead.begin(), ahead.end(), [&](const auto& a) { return a.first == offers; });
+    };
+    if (e.products > 0) CHECK(announced(false));
+    if (e.offers > 0) CHECK(announced(true));
     CHECK(r.documents == 1);
     CHECK(r.info.file_name == (samples_dir() / e.file).string());
     CHECK(r.info.schema_version == e.version);

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -96,7 +97,8 @@ class scanner {
         chunk_(std::max<std::size_t>(options.chunk_size, 1)),
         batch_size_(std::max<std::size_t>(options.batch_size, 1)),
         info_(info),
-        proc_(proc) {}
+        proc_(proc),
+        items_ahead_(info ? &options.on_items_ahead : nullptr) {}
 
   void run();
   const prolog& encoding() const { return prolog_; }
@@ -163,6 +165,7 @@ class scanner {
   std::size_t batch_size_;
   document_info* info_;
   section_processor* proc_;
+  const std::function<void(bool, bool)>* items_ahead_;  // pass 1: read_options::on_items_ahead
   prolog prolog_;
 
   std::string head_;  // the first bytes, read to detect the encoding, fed like later chunks
@@ -557,6 +560,9 @@ void scanner::on_start(std::string_view qname, std::size_t lt, std::size_t gt_en
   if (depth == 2 && section_sliced_ && has_items(section_) && local == list_name(section_)) {
     stop_capture(lt);
     flush_skeleton(lt);
+    if (items_ahead_ && *items_ahead_)
+      (*items_ahead_)(section_ != section_kind::catalog,
+                      section_ == section_kind::offers_changes || section_flag_.value_or(false));
     list_qname_ = qname;
     list_tag_ = view(lt, gt_end);
     list_pos_ = pos_at(lt);

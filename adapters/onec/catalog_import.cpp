@@ -617,6 +617,7 @@ void read_ahead(const fs::path& file, commerceml::catalog_sink& sink, const comm
   if (!options.prefetch.empty() && options.prefetched) {
     auto check_options = ropts;
     check_options.checked = nullptr;
+    check_options.on_items_ahead = nullptr;  // that file's import asks for its own
     *options.prefetched = std::async(std::launch::async, [next = options.prefetch, check_options] {
       pthread_setname_np(pthread_self(), "obmen-check");
       try {
@@ -680,6 +681,19 @@ store::import_counts import_catalog_file(pqxx::connection& db, const fs::path& f
   commerceml::read_options ropts;
   ropts.batch_size = options.batch_size;
   if (options.checked) ropts.checked = &*options.checked;
+  // The stored-hash scan of a whole file starts as soon as the first pass sees the file is one,
+  // and runs while that pass reads the rest (measured, re-import of 100 000 products: it held the
+  // pipeline 0.1 s at the start). On the reader thread, before on_document: the importing
+  // thread has handed the store nothing yet.
+  ropts.on_items_ahead = [&store](bool offers, bool changes_only) {
+    const std::string entity = offers ? "offers" : "products";
+    store.run([entity, changes_only](store::catalog_writer& w) {
+      if (changes_only)
+        w.expect_changes(entity);
+      else
+        w.expect_whole(entity);
+    });
+  };
   read_ahead(file, sink, ropts, options);
   store.finish();
 
