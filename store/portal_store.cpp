@@ -1078,6 +1078,31 @@ struct catalog_writer::impl {
     return it == whole_sets.end() ? nullptr : &it->second;
   }
 
+  // Whether the portal holds every row of a small entity (price types, warehouses) exactly as
+  // given — external id first, then the values of `columns` as text (NULL: nullopt), then
+  // `also` when engaged — so that its merge would write nothing: the file's declarations are
+  // settled by one read instead of staging them (measured, 1% package: 10 ms of its 0.2 s).
+  bool all_stored(const char* table, const std::string& columns, const std::vector<std::array<field, 4>>& rows,
+                  const field& also = std::nullopt) {
+    std::map<std::string, std::vector<field>> stored;
+    for (const auto& r : tx.exec_params(std::string("SELECT external_id, ") + columns + " FROM portal." + table +
+                                            " WHERE source = $1",
+                                        source)) {
+      std::vector<field> values;
+      for (std::size_t i = 1; i < r.size(); ++i)
+        values.push_back(r[static_cast<int>(i)].is_null() ? field{} : field{r[static_cast<int>(i)].as<std::string>()});
+      stored.emplace(r[0].as<std::string>(), std::move(values));
+    }
+    for (const auto& row : rows) {
+      const auto it = stored.find(*row[0]);
+      if (it == stored.end()) return false;
+      std::vector<field> want(row.begin() + 1, row.end());
+      if (also) want.push_back(also);
+      if (it->second != want) return false;
+    }
+    return true;
+  }
+
   void put_categories(const std::vector<model::category>& batch);
   void put_attributes(const std::vector<attribute_row>& batch);
   void put_price_types(const std::vector<price_type_row>& batch);
@@ -1195,6 +1220,10 @@ void catalog_writer::impl::put_price_types(const std::vector<price_type_row>& ba
   for (const auto* p : last_wins(batch, [](const price_type_row& p) { return p.external_id; }))
     rows.push_back({p->external_id, p->code.empty() ? p->external_id : p->code, p->name, text(p->currency)});
   if (rows.empty()) return;
+  if (all_stored("price_types", "code, name, currency, CASE WHEN active THEN 't' ELSE 'f' END", rows, boolean(true))) {
+    record("price_types", static_cast<std::int64_t>(rows.size()), 0, 0);
+    return;
+  }
   reset({"obmen_stage_price_types", "obmen_merged"});
   copy_rows(tx, "obmen_stage_price_types", {"external_id", "code", "name", "currency"}, rows);
   tx.exec_params(R"sql(
@@ -1221,6 +1250,10 @@ void catalog_writer::impl::put_warehouses(const std::vector<warehouse_row>& batc
   for (const auto* w : last_wins(batch, [](const warehouse_row& w) { return w.external_id; }))
     rows.push_back({w->external_id, w->code.empty() ? w->external_id : w->code, w->name, boolean(w->active)});
   if (rows.empty()) return;
+  if (all_stored("warehouses", "code, name, CASE WHEN active THEN 't' ELSE 'f' END", rows)) {
+    record("warehouses", static_cast<std::int64_t>(rows.size()), 0, 0);
+    return;
+  }
   reset({"obmen_stage_warehouses", "obmen_merged"});
   copy_rows(tx, "obmen_stage_warehouses", {"external_id", "code", "name", "active"}, rows);
   const auto marked = marked_deleted("warehouses", "obmen_stage_warehouses");

@@ -1063,6 +1063,34 @@ TEST_CASE("changes only: no carried ids are recorded, and finishing such an enti
   CHECK(f.one("SELECT name FROM portal.products") == "one, renamed");
 }
 
+TEST_CASE("declarations the portal holds as they are are settled by one read, without staging") {
+  fixture f;
+  const auto put = [&](const std::string& currency, bool warehouse_active) {
+    pqxx::work tx(*f.conn);
+    store::catalog_writer w(tx, "onec", std::nullopt, /*bulk_load=*/true);
+    w.put_price_types({{"pt", "", "Розничная", currency}});
+    w.put_warehouses({{"wh", "", "Склад", warehouse_active}});
+    const bool staged = !tx.exec1("SELECT to_regclass('pg_temp.obmen_stage_price_types') IS NULL AND "
+                                  "to_regclass('pg_temp.obmen_stage_warehouses') IS NULL")[0]
+                             .as<bool>();
+    w.close();
+    auto c = w.counts();
+    tx.commit();
+    return std::pair(staged, c);
+  };
+  CHECK(put("RUB", true).first);  // new: staged and merged
+  const auto [staged, same] = put("RUB", true);
+  CHECK_FALSE(staged);
+  CHECK(entity(same, "price_types") == counts(0, 0, 1));
+  CHECK(entity(same, "warehouses") == counts(0, 0, 1));
+  // A change in either takes the merge again.
+  const auto [staged2, changed] = put("", false);
+  CHECK(staged2);
+  CHECK(entity(changed, "price_types") == counts(0, 1, 0));
+  CHECK(entity(changed, "warehouses") == counts(0, 0, 0, 1));  // switched off
+  CHECK(f.one("SELECT coalesce(currency, 'NULL') FROM portal.price_types") == "NULL");
+}
+
 TEST_CASE("prefetch: the next file is checked while this one finishes, and imports the same with that check") {
   fixture f;
   temp_dir tmp;
