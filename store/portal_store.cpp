@@ -436,10 +436,10 @@ bool rounds_price(const std::string& s) {
 
 std::int64_t count_of(const pqxx::result& r, int column = 0) { return r[0][column].as<std::int64_t>(); }
 
-// The staging tables live for the caller's transaction. They are created on the first writer
-// of a transaction; to_regclass tells whether an earlier writer already did.
-// Staging tables, created by group when a writer first stages rows of that kind (a 1% offers
-// package needs 7 of the 13: measured, the whole DDL cost it 7 to 37 ms): TEMP, ON COMMIT DROP.
+// The staging tables live for the caller's transaction (TEMP, ON COMMIT DROP). They are created
+// by group when a writer of the transaction first stages rows of that kind (a 1% offers package
+// needs 7 of the 13: measured, the whole DDL cost it 7 to 37 ms); to_regclass tells whether an
+// earlier writer already did.
 struct staging_group {
   std::vector<std::string> tables;
   const char* ddl;
@@ -1900,19 +1900,6 @@ void catalog_writer::impl::put_offers(const offer_batch& prepared) {
   analyze("obmen_stage_prices (offer_external_id, price_type_id)", price_rows);
   analyze("obmen_stage_stock (offer_external_id, warehouse_id)", stock_rows);
   const auto marked = marked_deleted("offers", "obmen_stage_offers", " AND NOT s.header_only");
-  // Offers whose product is not known: a warning (for a complete offer) and no hash.
-  std::vector<std::string_view> no_product;
-  const auto unknown_products = tx.exec_params(R"sql(
-      SELECT s.external_id, s.product_external_id, s.header_only FROM obmen_stage_offers s
-       WHERE s.product_external_id IS NOT NULL
-         AND NOT EXISTS (SELECT 1 FROM portal.products p WHERE p.source = $1 AND p.external_id = s.product_external_id)
-       ORDER BY 1)sql",
-                                                   source);
-  for (const auto& r : unknown_products) no_product.emplace_back(r[0].c_str(), r[0].size());
-  if (!no_product.empty())
-    tx.exec_params("UPDATE obmen_stage_offers SET content_hash = NULL WHERE external_id = ANY($1::text[])",
-                   text_array(no_product));
-
   // Complete offers: everything they carry is written. A quantity the element did not carry is
   // kept. Each finds its stored row once, by key, and is updated by row address or inserted (as
   // prices are, see merge_prices); the staged offer learns its portal id in the same statement.
@@ -1920,7 +1907,10 @@ void catalog_writer::impl::put_offers(const offer_batch& prepared) {
     WITH src AS MATERIALIZED (
       SELECT s.external_id, p.id AS product_id, s.product_external_id, s.characteristic_id,
              coalesce(nullif(s.name, ''), p.name, s.external_id) AS name, s.sku, s.barcode, s.characteristics,
-             s.quantity, s.version, s.active, s.content_hash, t.ctid AS tid, t.id AS offer_id,
+             s.quantity, s.version, s.active,
+             -- an offer whose product is not known gets no hash: compared in full next time
+             CASE WHEN s.product_external_id IS NOT NULL AND p.id IS NULL THEN NULL ELSE s.content_hash END AS content_hash,
+             t.ctid AS tid, t.id AS offer_id,
              (t.product_id, t.product_external_id, t.characteristic_id, t.name, t.sku, t.barcode,
               t.characteristics, t.quantity, t.version, t.active)
                IS DISTINCT FROM
@@ -1952,12 +1942,24 @@ void catalog_writer::impl::put_offers(const offer_batch& prepared) {
               UNION ALL SELECT external_id, id FROM ins) x
        WHERE s.external_id = x.external_id),
     merged AS (INSERT INTO obmen_merged SELECT id, false FROM upd UNION ALL SELECT id, true FROM ins)
-    SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM src WHERE changed AND tid IS NOT NULL))sql",
+    SELECT 0 AS row_kind, NULL AS external_id, NULL AS product_external_id, (SELECT count(*) FROM upd) AS updated,
+           (SELECT count(*) FROM src WHERE changed AND tid IS NOT NULL) AS changed
+    UNION ALL
+    SELECT 1, external_id, product_external_id, NULL, NULL FROM src
+     WHERE product_external_id IS NOT NULL AND product_id IS NULL
+    ORDER BY 1, 2)sql",
                                             source);
-  updated_by_address("offers", count_of(offers_merged, 0), count_of(offers_merged, 1));
-  for (const auto& r : unknown_products)
-    if (!r[2].as<bool>())
-      warn("offer '" + r[0].as<std::string>() + "': product '" + r[1].as<std::string>() + "' is not known");
+  updated_by_address("offers", count_of(offers_merged, 3), count_of(offers_merged, 4));
+  // Rows after the first: offers whose product is not known — a warning, and no hash to store.
+  std::vector<std::string_view> no_product;
+  for (std::size_t i = 1; i < offers_merged.size(); ++i) {
+    const auto& r = offers_merged[static_cast<int>(i)];
+    warn("offer '" + r[1].as<std::string>() + "': product '" + r[2].as<std::string>() + "' is not known");
+    no_product.emplace_back(r[1].c_str(), r[1].size());
+  }
+  if (!no_product.empty())
+    tx.exec_params("UPDATE obmen_stage_offers SET content_hash = NULL WHERE external_id = ANY($1::text[])",
+                   text_array(no_product));
 
   // Header-only offers (split prices/rests files) carry no descriptive data: an existing offer
   // keeps its name, sku, barcode, characteristics, version and active flag; only the total

@@ -1091,6 +1091,44 @@ TEST_CASE("declarations the portal holds as they are are settled by one read, wi
   CHECK(f.one("SELECT coalesce(currency, 'NULL') FROM portal.price_types") == "NULL");
 }
 
+TEST_CASE("an offer whose product is not known is stored with a warning and no hash, and linked once it is") {
+  fixture f;
+  const auto put = [&](const std::vector<std::string>& products) {
+    pqxx::work tx(*f.conn);
+    store::catalog_writer w(tx, "onec", std::nullopt, /*bulk_load=*/true);
+    std::vector<store::product_row> rows;
+    for (const auto& id : products) {
+      store::product_row p;
+      p.external_id = id;
+      p.name = id;
+      rows.push_back(p);
+    }
+    w.put_products(rows);
+    std::vector<store::offer_row> offers;
+    for (const char* id : {"p1", "p2"}) {
+      store::offer_row o;
+      o.external_id = id;
+      o.product_external_id = id;
+      o.name = id;
+      offers.push_back(o);
+    }
+    w.put_offers(offers);
+    w.close();
+    auto c = w.counts();
+    tx.commit();
+    return c;
+  };
+  const auto first = put({"p1"});
+  CHECK(first.warnings == std::vector<std::string>{"offer 'p2': product 'p2' is not known"});
+  CHECK(f.column("SELECT external_id || ':' || coalesce(product_id::text, '-') || ':' || "
+                 "(content_hash IS NULL)::text FROM portal.offers ORDER BY 1") ==
+        std::vector<std::string>{"p1:1:false", "p2:-:true"});
+  // Sent again once its product exists: compared in full (no hash), so it is linked now.
+  const auto second = put({"p1", "p2"});
+  CHECK(second.warnings.empty());
+  CHECK(f.one("SELECT count(*) FROM portal.offers WHERE product_id IS NOT NULL AND content_hash IS NOT NULL") == "2");
+}
+
 TEST_CASE("prefetch: the next file is checked while this one finishes, and imports the same with that check") {
   fixture f;
   temp_dir tmp;
