@@ -859,10 +859,7 @@ struct catalog_writer::impl {
           filter.add(keys[i]);
         }
       }
-      if (session)
-        tx.exec_params("INSERT INTO obmen.exchange_seen (session_id, entity, external_id) "
-                       "SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING",
-                       *session, std::string(entity), text_array(ids));
+      record_seen(entity, ids);
       if (!ask.empty())
         for (auto& [id, hash] : stored_hashes_of(entity, text_array(ask), false, false)) out[id] = hash;
       return out;
@@ -873,15 +870,20 @@ struct catalog_writer::impl {
       for (std::size_t i = 0; i < ids.size(); ++i)
         if (filter.may_contain(keys[i])) maybe.push_back(ids[i]);
       for (const auto k : keys) filter.add(k);
-      if (session)
-        tx.exec_params("INSERT INTO obmen.exchange_seen (session_id, entity, external_id) "
-                       "SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING",
-                       *session, std::string(entity), text_array(ids));
+      record_seen(entity, ids);
       if (maybe.empty()) return {};
       restore_keys({entity});
       return stored_hashes_of(entity, text_array(maybe), false, false);
     }
     return stored_hashes_of(entity, text_array(ids), changes_only.count(entity) == 0, session.has_value());
+  }
+
+  // In an exchange session: records the ids in obmen.exchange_seen (for deactivate_unseen).
+  void record_seen(const char* entity, const std::vector<std::string_view>& ids) {
+    if (session)
+      tx.exec_params("INSERT INTO obmen.exchange_seen (session_id, entity, external_id) "
+                     "SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING",
+                     *session, std::string(entity), text_array(ids));
   }
 
   // carry: record the ids in obmen_carried (for finish_*(full)); seen: in obmen.exchange_seen
@@ -1754,12 +1756,13 @@ void catalog_writer::impl::put_offers(const offer_batch& prepared) {
       if (!some.empty()) some_products = text_array(some);
       products = &some_products;
     }
-    if (!products->empty()) restore_keys({"products"});
-    if (!products->empty())
+    if (!products->empty()) {
+      restore_keys({"products"});
       for (const auto& r : tx.exec_params(
                "SELECT external_id, id FROM portal.products WHERE source = $1 AND external_id = ANY($2::text[])",
                source, *products))
         product_ids.emplace(r[0].as<std::string>(), r[1].as<std::int64_t>());
+    }
     const auto& price_types = ids(price_type_ids, "price_types");
     const auto& warehouses = ids(warehouse_ids, "warehouses");
     for (const auto* x : candidates) {
@@ -2022,10 +2025,10 @@ void catalog_writer::impl::put_offers(const offer_batch& prepared) {
   tx.exec_params(fix_hashes("offers", "obmen_stage_offers"), source);
 }
 
-// A row found by key and updated by its address (merge_prices, merge_stock) is skipped when
-// something outside obmen updated it in between, which the portal contract rules out (docs/
-// schema.md, "Who writes what"): the import fails rather than lose the change, and the next one
-// applies it.
+// A row found by key and updated by its address (the merges of offers, prices and stock) is
+// skipped when something outside obmen updated it in between, which the portal contract rules
+// out (docs/schema.md, "Who writes what"): the import fails rather than lose the change, and the
+// next one applies it.
 void catalog_writer::impl::updated_by_address(const char* table, std::int64_t updated, std::int64_t changed) {
   if (updated != changed)
     throw std::runtime_error("portal." + std::string(table) + ": " + std::to_string(changed - updated) +

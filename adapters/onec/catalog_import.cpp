@@ -203,6 +203,18 @@ class store_thread {
   std::thread thread_;  // last: starts once the members above exist
 };
 
+// Tells the writer, on the store thread, what the rows of an entity still to come are: the
+// source's whole set (a full section, which finish_* deactivates against; the writer reads the
+// stored hashes in one scan) or changes only (never finished in full: no carried ids recorded).
+void announce(store_thread& store, std::string entity, bool changes_only) {
+  store.run([entity = std::move(entity), changes_only](store::catalog_writer& w) {
+    if (changes_only)
+      w.expect_changes(entity);
+    else
+      w.expect_whole(entity);
+  });
+}
+
 // The sink that turns reader output into portal rows: mapping decisions are taken here, once
 // per declaration, and remembered for the values that reference them. The rows go to the
 // portal through `store` (in order, on its thread); `writer` is read here only before that.
@@ -228,18 +240,10 @@ class import_sink final : public commerceml::catalog_sink {
       throw import_error("file '" + file_ + "' holds order documents, not a catalog: 1C sends those with type=sale");
     if (info.kind == commerceml::document_kind::unknown)
       throw import_error("file '" + file_ + "' has neither Классификатор, Каталог nor ПакетПредложений: nothing to import");
-    // A full section's rows are the source's whole set (see finish_* in import_catalog_file).
-    // A section of changes only is never finished in full: no carried ids to record.
-    const bool products = info.has_catalog && !info.catalog_changes_only.value_or(false);
-    const bool offers = info.has_offers && !info.offers_changes_only.value_or(false);
-    const bool product_changes = info.has_catalog && info.catalog_changes_only.value_or(false);
-    const bool offer_changes = info.has_offers && info.offers_changes_only.value_or(false);
-    store_.run([=](store::catalog_writer& w) {
-      if (products) w.expect_whole("products");
-      if (offers) w.expect_whole("offers");
-      if (product_changes) w.expect_changes("products");
-      if (offer_changes) w.expect_changes("offers");
-    });
+    // The first pass may have said so already (read_options::on_items_ahead); not when it was
+    // made ahead of this import (import_options::checked). Saying it twice changes nothing.
+    if (info.has_catalog) announce(store_, "products", info.catalog_changes_only.value_or(false));
+    if (info.has_offers) announce(store_, "offers", info.offers_changes_only.value_or(false));
   }
 
   void on_categories(std::vector<model::category> items) override {
@@ -686,13 +690,7 @@ store::import_counts import_catalog_file(pqxx::connection& db, const fs::path& f
   // pipeline 0.1 s at the start). On the reader thread, before on_document: the importing
   // thread has handed the store nothing yet.
   ropts.on_items_ahead = [&store](bool offers, bool changes_only) {
-    const std::string entity = offers ? "offers" : "products";
-    store.run([entity, changes_only](store::catalog_writer& w) {
-      if (changes_only)
-        w.expect_changes(entity);
-      else
-        w.expect_whole(entity);
-    });
+    announce(store, offers ? "offers" : "products", changes_only);
   };
   read_ahead(file, sink, ropts, options);
   store.finish();
